@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= quickstart-project
+
+.PHONY: demo test lint export-check nbtest pytest tutorials bench clean
+
+# The venv is rebuilt only when the dependency files change; a second call is a no-op.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aiwb quickstart $(DEMO_DIR) --force
+
+test: $(STAMP) lint export-check nbtest pytest tutorials
+
+lint: $(STAMP)
+	$(BIN)/ruff check nbs tests bench
+	$(BIN)/ruff format --check nbs tests bench
+
+# nbs/ is the source: exporting must reproduce aiworkbench/ exactly, and library notebooks carry no outputs.
+export-check: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	@if [ -n "$$(git status --porcelain -- aiworkbench nbs)" ]; then \
+	  echo "nbdev-export/nbdev-clean changed files: commit the result of exporting nbs/"; \
+	  git status --porcelain -- aiworkbench nbs; git --no-pager diff --stat -- aiworkbench nbs; exit 1; fi
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev-test --skip-folder-re '^(tutorials|[_.].*)$$' --flags slow
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q tests
+
+tutorials: $(STAMP)
+	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider nbs/tutorials
+
+bench: $(STAMP)
+	$(BIN)/python bench/contracts.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .aiwb
