@@ -101,8 +101,10 @@ def main() -> None:
     print(f"{'method':<22} {'seconds':>9} {'rows/s':>14} {'ratio':>7}")
     for name, seconds in results.items():
         print(f"{name:<22} {seconds:>9.3f} {args.rows / seconds:>14,.0f} {seconds / ref:>7.2f}")
-    print(f"ratio validate/pandera: {results['aiworkbench validate'] / ref:.2f}  "
-          f"split/pandera: {results['aiworkbench split'] / ref:.2f}")
+    print(
+        f"ratio validate/pandera: {results['aiworkbench validate'] / ref:.2f}  "
+        f"split/pandera: {results['aiworkbench split'] / ref:.2f}"
+    )
 
 
 if __name__ == "__main__":

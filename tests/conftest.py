@@ -21,8 +21,9 @@ def aiwb():
     "Run the installed `aiwb` in its own process: `aiwb('data', 'validate', ...)` -> Result(code, out, err)."
 
     def run(*args, cwd=None, timeout=120, env=None) -> Result:
-        proc = subprocess.run([AIWB, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                              env=env)
+        proc = subprocess.run(
+            [AIWB, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+        )
         return Result(proc)
 
     return run

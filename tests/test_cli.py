@@ -52,12 +52,14 @@ def test_settings_error_names_the_variable(aiwb, tmp_path):
 @pytest.fixture
 def people(tmp_path, aiwb):
     "A valid CSV and the contract inferred from it."
-    df = pd.DataFrame({
-        "id": range(1, 31),
-        "age": [20 + i for i in range(30)],
-        "score": [0.5 + i / 100 for i in range(30)],
-        "group": ["a", "b", "c"] * 10,
-    })
+    df = pd.DataFrame(
+        {
+            "id": range(1, 31),
+            "age": [20 + i for i in range(30)],
+            "score": [0.5 + i / 100 for i in range(30)],
+            "group": ["a", "b", "c"] * 10,
+        }
+    )
     df.to_csv(tmp_path / "people.csv", index=False)
     r = aiwb("data", "infer", tmp_path / "people.csv", "-o", tmp_path / "people.yaml")
     assert r.code == 0, r.err
