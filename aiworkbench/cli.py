@@ -16,8 +16,8 @@ from . import __version__
 from .errors import WorkbenchError
 
 # %% auto #0
-__all__ = ['app', 'data_app', 'JsonFlag', 'main', 'version', 'init', 'quickstart', 'settings', 'data_infer', 'data_validate',
-           'data_diff', 'data_fingerprint']
+__all__ = ['app', 'data_app', 'JsonFlag', 'load_commands', 'main', 'version', 'init', 'quickstart', 'settings', 'data_infer',
+           'data_validate', 'data_diff', 'data_fingerprint']
 
 # %% ../nbs/42_cli.ipynb #c6106a3c
 app = typer.Typer(
@@ -43,8 +43,21 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
+def load_commands() -> None:
+    "Import every `aiworkbench.cli_*` module; each adds its commands to `app` (all are light: no heavy imports)."
+    import importlib
+    import pkgutil
+
+    import aiworkbench
+
+    for module in pkgutil.iter_modules(aiworkbench.__path__):
+        if module.name.startswith("cli_"):
+            importlib.import_module(f"aiworkbench.{module.name}")
+
+
 def main() -> None:
     "Entry point of `aiwb`: runs the app and turns a `WorkbenchError` into its message and exit code 2."
+    load_commands()
     try:
         app()
     except WorkbenchError as e:
