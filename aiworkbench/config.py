@@ -17,8 +17,8 @@ from .errors import NotFound, SettingsError
 
 # %% auto #0
 __all__ = ['SETTINGS_FILE', 'PROJECT_SECTION', 'ENV_PREFIX', 'SECTIONS', 'ProjectSettings', 'PathsSettings', 'TrackingSettings',
-           'KpiSettings', 'CostSettings', 'ServingSettings', 'Settings', 'is_project', 'find_root', 'load_settings',
-           'settings_template']
+           'KpiSettings', 'CostSettings', 'ServingSettings', 'JobsSettings', 'Settings', 'is_project', 'find_root',
+           'load_settings', 'settings_template']
 
 # %% ../nbs/00_config.ipynb #54af00a6
 SETTINGS_FILE = "settings.ini"
@@ -85,6 +85,20 @@ class ServingSettings:
     max_batch_size: int = _opt(64, "adaptive batching: most rows in one batch", min=1)
 
 
+@dataclass(frozen=True)
+class JobsSettings:
+    "`[jobs]`: notebook jobs and the scheduler."
+
+    workers: int = _opt(2, "notebook runs at once", min=1)
+    default_timeout_s: float = _opt(3600.0, "a run's timeout when its job names none, seconds", min=1)
+    retries: int = _opt(0, "retries of a failed run when its job names none", min=0)
+    poll_interval_s: float = _opt(0.5, "how often the scheduler looks for due work, seconds", min=0.05)
+    heartbeat_s: float = _opt(5.0, "how often a running job records that it is alive, seconds", min=0.1)
+    prestart_kernels: int = _opt(1, "kernels kept started and waiting, so a run does not wait for one", min=0)
+    reproduce_rtol: float = _opt(1e-6, "`aiwb reproduce`: relative tolerance when comparing metrics", min=0)
+    reproduce_atol: float = _opt(1e-9, "`aiwb reproduce`: absolute tolerance when comparing metrics", min=0)
+
+
 SECTIONS: dict[str, tuple[str, type]] = {
     PROJECT_SECTION: ("project", ProjectSettings),
     "paths": ("paths", PathsSettings),
@@ -92,6 +106,7 @@ SECTIONS: dict[str, tuple[str, type]] = {
     "kpi": ("kpi", KpiSettings),
     "cost": ("cost", CostSettings),
     "serving": ("serving", ServingSettings),
+    "jobs": ("jobs", JobsSettings),
 }
 
 # %% ../nbs/00_config.ipynb #ff639cbc
@@ -106,6 +121,7 @@ class Settings:
     kpi: KpiSettings = field(default_factory=KpiSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
 
     def path(self, relative: str) -> Path:
         "`relative` resolved against the project root (absolute paths are kept)."
