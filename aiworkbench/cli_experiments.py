@@ -241,19 +241,20 @@ def train(
                 f"[red]refused[/]: {result.report}\npass --quarantine DIR to train on the {len(good)} good rows"
             )
         raise typer.Exit(1)
-    from aiworkbench.training import train_tabular
+    from aiworkbench.training import quiet, train_tabular
 
-    fitted = train_tabular(
-        good,
-        c,
-        max_epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        experiment=experiment,
-        register=register,
-        run_name=data.stem,
-        enable_progress_bar=not as_json,
-    )
+    with quiet():
+        fitted = train_tabular(
+            good,
+            c,
+            max_epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            experiment=experiment,
+            register=register,
+            run_name=data.stem,
+            enable_progress_bar=not as_json,
+        )
     if as_json:
         from aiworkbench.tracking import get_run
 

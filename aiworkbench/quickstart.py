@@ -17,7 +17,8 @@ from .config import Settings, load_settings
 from .project import init_project
 
 # %% auto #0
-__all__ = ['Stage', 'BATCH_FAULTS', 'STAGES', 'Context', 'stage_data', 'quickstart']
+__all__ = ['Stage', 'BATCH_FAULTS', 'MODEL_NAME', 'STAGES', 'Context', 'stage_data', 'stage_train', 'stage_registry',
+           'quickstart']
 
 # %% ../nbs/43_quickstart.ipynb #11aa6059
 @dataclass
@@ -86,8 +87,80 @@ def stage_data(ctx: Context) -> dict:
         },
     }
 
+# %% ../nbs/43_quickstart.ipynb #99f08155
+MODEL_NAME = "breast_cancer"
 
-STAGES: list[tuple[str, Stage]] = [("data", stage_data)]
+
+def stage_train(ctx: Context) -> dict:
+    "Train the tabular classifier on the validated data and register it."
+    from aiworkbench.training import train_tabular
+
+    fitted = train_tabular(
+        ctx.state["data"],
+        ctx.state["contract"],
+        max_epochs=15,
+        seed=0,
+        experiment="quickstart",
+        settings=ctx.settings,
+        register=MODEL_NAME,
+        run_name="baseline",
+        enable_progress_bar=False,
+    )
+    ctx.state["baseline"] = fitted
+    val = {k: round(v, 4) for k, v in fitted.metrics.items() if k.startswith("val_")}
+    ctx.console.print(
+        f"  run {fitted.run_id[:12]}: {val}; registered {MODEL_NAME} v{fitted.registered['version']}", soft_wrap=True
+    )
+    return {
+        "run_id": fitted.run_id,
+        "metrics": fitted.metrics,
+        "model_uri": fitted.model_uri,
+        "registered": fitted.registered,
+        "seconds": fitted.seconds,
+    }
+
+
+def stage_registry(ctx: Context) -> dict:
+    "Promote v1 to champion through a gate; a challenger must beat it to replace it."
+    from aiworkbench.registry import Gate, GateRefused, promote
+    from aiworkbench.training import train_tabular
+
+    s, contract = ctx.settings, ctx.state["contract"]
+    first = ctx.state["baseline"].registered["version"]
+    promote(
+        MODEL_NAME,
+        first,
+        Gate(min_metrics={"val_acc": 0.85}, contract=contract),
+        reason="quickstart baseline",
+        settings=s,
+    )
+    challenger = train_tabular(
+        ctx.state["data"],
+        contract,
+        max_epochs=15,
+        seed=1,
+        experiment="quickstart",
+        settings=s,
+        register=MODEL_NAME,
+        run_name="challenger",
+        enable_progress_bar=False,
+    )
+    version = challenger.registered["version"]
+    promote(MODEL_NAME, version, alias="challenger", reason="trained with seed 1", settings=s)
+    gate = Gate(min_metrics={"val_acc": 0.85}, beat_champion="val_loss", contract=contract)
+    try:
+        moved = promote(MODEL_NAME, version, gate, reason="challenger beat the champion", settings=s)
+        outcome = f"challenger v{version} promoted to champion"
+    except GateRefused as e:
+        moved = {"refused": [c.__dict__ for c in e.checks if not c.passed]}
+        outcome = f"challenger v{version} refused, champion v{first} kept: " + "; ".join(
+            f"{c.name} ({c.detail})" for c in e.checks if not c.passed
+        )
+    ctx.console.print(f"  {outcome}", soft_wrap=True)
+    return {"champion_first": first, "challenger": version, "outcome": outcome, "promotion": moved}
+
+
+STAGES: list[tuple[str, Stage]] = [("data", stage_data), ("train", stage_train), ("registry", stage_registry)]
 
 # %% ../nbs/43_quickstart.ipynb #08db9563
 def quickstart(
@@ -102,9 +175,11 @@ def quickstart(
     console.print(f"[bold]aiworkbench quickstart[/] in {root}")
     ctx = Context(settings=load_settings(root), console=console)
     summary: dict[str, Any] = {"project": str(root), "stages": {}}
+    from aiworkbench.training import quiet
+
     for name, stage in STAGES:
         t0 = time.perf_counter()
-        with console.status(f"stage [bold]{name}[/] ..."):
+        with console.status(f"stage [bold]{name}[/] ..."), quiet():
             result = stage(ctx)
         seconds = time.perf_counter() - t0
         console.print(f"[green]✓[/] {name} ({seconds:.1f} s)")

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import re
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, redirect_stderr
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ def register_model(model_uri: str, name: str, settings: Settings | None = None) 
 
     settings = settings or load_settings()
     use_store(settings)
-    with _write_lock(settings):
+    with _write_lock(settings), redirect_stderr(io.StringIO()):  # mlflow prints "Created version ..." itself
         mv = mlflow.register_model(model_uri, name, await_registration_for=0)
     return {"name": name, "version": int(mv.version), "run_id": mv.run_id, "model_uri": model_uri}
 

@@ -27,7 +27,7 @@ from .errors import InvalidInput
 __all__ = ['feature_names', 'encode_features', 'feature_names_of', 'task_of', 'encode_target', 'TensorBatches',
            'TabularDataModule', 'TabularNet', 'TabularClassifier', 'TabularRegressor', 'BufferedMLFlowLogger',
            'device_count', 'choose_strategy', 'in_notebook', 'global_rank', 'pip_requirements', 'log_model',
-           'FitResult', 'fit', 'train_tabular']
+           'FitResult', 'fit', 'train_tabular', 'quiet']
 
 # %% ../nbs/13_training.ipynb #bf4fefc0
 def feature_names(contract: Contract) -> list[str]:
@@ -151,7 +151,7 @@ class TabularDataModule(pl.LightningDataModule):
         self.df, self.contract, self.batch_size, self.seed = df, contract, batch_size, seed
         self.task, self.classes = task_of(contract)
         self.x = torch.from_numpy(encode_features(df, contract))
-        self.y = torch.from_numpy(encode_target(df, contract))
+        self.y = torch.tensor(encode_target(df, contract))  # a copy: pandas hands out read-only arrays
         order = torch.randperm(len(df), generator=torch.Generator().manual_seed(seed))
         n_val = int(round(len(df) * val_fraction))
         self.val_idx, self.train_idx = order[:n_val], order[n_val:]
@@ -220,15 +220,34 @@ class TabularNet(pl.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
+    def on_train_epoch_start(self) -> None:
+        self._steps: list[tuple[int, int, dict]] = []
+
     def training_step(self, batch, batch_idx):
-        return self._common_step(batch, "train")
+        loss, values = self._metrics(batch)
+        self._steps.append((self.global_step, len(batch[1]), {k: v.detach() for k, v in values.items()}))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        "Send the epoch's per-step values to the logger in one go, and log their epoch means."
+        if not self._steps:
+            return
+        names = list(self._steps[0][2])
+        stacked = {n: torch.stack([values[n] for _, _, values in self._steps]) for n in names}
+        if self.logger is not None:
+            as_lists = {n: t.tolist() for n, t in stacked.items()}
+            for i, (step, _, _) in enumerate(self._steps):
+                self.logger.log_metrics({f"train_{n}_step": as_lists[n][i] for n in names}, step=step)
+        weights = torch.tensor([n for _, n, _ in self._steps], dtype=torch.float32)
+        for n, t in stacked.items():
+            self.log(f"train_{n}_epoch", (t * weights).sum() / weights.sum(), prog_bar=True, sync_dist=True)
+        self._steps = []
 
     def validation_step(self, batch, batch_idx):
-        return self._common_step(batch, "val")
-
-    def _log(self, stage: str, n: int, **values) -> None:
-        for name, value in values.items():
-            self.log(f"{stage}_{name}", value, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=n)
+        loss, values = self._metrics(batch)
+        for name, value in values.items():  # averaged over every DDP process (a no-op with one)
+            self.log(f"val_{name}", value, on_epoch=True, prog_bar=True, batch_size=len(batch[1]), sync_dist=True)
+        return loss
 
 
 class TabularClassifier(TabularNet):
@@ -250,12 +269,11 @@ class TabularClassifier(TabularNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self._raw(x), dim=-1)
 
-    def _common_step(self, batch, stage: str):
+    def _metrics(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
         logits = self._raw(x)
         loss = nn.functional.cross_entropy(logits, y)
-        self._log(stage, len(y), loss=loss, acc=(logits.argmax(-1) == y).float().mean())
-        return loss
+        return loss, {"loss": loss, "acc": (logits.argmax(-1) == y).float().mean()}
 
 
 class TabularRegressor(TabularNet):
@@ -278,13 +296,12 @@ class TabularRegressor(TabularNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._raw(x).squeeze(-1) * self.hparams.y_std + self.hparams.y_mean
 
-    def _common_step(self, batch, stage: str):
+    def _metrics(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
         pred = self._raw(x).squeeze(-1)
         loss = nn.functional.mse_loss(pred, (y - self.hparams.y_mean) / self.hparams.y_std)
         rmse = torch.sqrt(nn.functional.mse_loss(pred * self.hparams.y_std + self.hparams.y_mean, y))
-        self._log(stage, len(y), loss=loss, rmse=rmse)
-        return loss
+        return loss, {"loss": loss, "rmse": rmse}
 
 # %% ../nbs/13_training.ipynb #aa0edf58
 from lightning.pytorch.loggers import MLFlowLogger
@@ -425,6 +442,7 @@ def fit(
     deterministic: bool = True,
     log_model_artifact: bool = True,
     enable_progress_bar: bool = True,
+    callbacks: list | None = None,  # extra Lightning callbacks
     **trainer_kwargs,
 ) -> FitResult | None:
     "Train `module` on `data` with Lightning, tracked in the project's MLflow store; None on ranks other than 0."
@@ -462,7 +480,7 @@ def fit(
         else nullcontext()
     )
     with tracked as run, tempfile.TemporaryDirectory() as tmp:
-        uri = use_store(settings) if lead else None
+        uri = use_store(settings) if lead else settings.tracking_uri  # other ranks never write, but need a URI
         logger = BufferedMLFlowLogger(
             experiment_name=experiment or settings.project.name,
             tracking_uri=uri,
@@ -477,7 +495,7 @@ def fit(
             strategy=strategy,
             deterministic=deterministic,
             logger=logger,
-            callbacks=[checkpoint],
+            callbacks=[checkpoint, *(callbacks or [])],
             default_root_dir=tmp,
             log_every_n_steps=1,
             enable_model_summary=False,
@@ -514,3 +532,32 @@ def train_tabular(
     pl.seed_everything(seed, workers=True, verbose=False)
     data = TabularDataModule(df, contract, batch_size=batch_size, seed=seed)
     return fit(data.model(hidden=hidden, lr=lr), data, seed=seed, max_epochs=max_epochs, **fit_kwargs)
+
+# %% ../nbs/13_training.ipynb #ef1eab63
+from contextlib import contextmanager
+
+
+@contextmanager
+def quiet():
+    "Silence Lightning's and MLflow's INFO logs and their known-harmless warnings, inside the block only."
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "pytorch_lightning", "lightning.fabric", "mlflow")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in (
+                "Hint: Inferred schema contains integer",
+                "The specified dataset source",
+                ".*LeafSpec.*",
+                ".*does not have many workers.*",
+                ".*sync_dist.*",
+            ):
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
