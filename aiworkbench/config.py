@@ -17,8 +17,8 @@ from .errors import NotFound, SettingsError
 
 # %% auto #0
 __all__ = ['SETTINGS_FILE', 'PROJECT_SECTION', 'ENV_PREFIX', 'SECTIONS', 'ProjectSettings', 'PathsSettings', 'TrackingSettings',
-           'KpiSettings', 'CostSettings', 'ServingSettings', 'JobsSettings', 'Settings', 'is_project', 'find_root',
-           'load_settings', 'settings_template']
+           'KpiSettings', 'CostSettings', 'ServingSettings', 'JobsSettings', 'MonitoringSettings', 'Settings',
+           'is_project', 'find_root', 'load_settings', 'settings_template']
 
 # %% ../nbs/00_config.ipynb #54af00a6
 SETTINGS_FILE = "settings.ini"
@@ -99,6 +99,22 @@ class JobsSettings:
     reproduce_atol: float = _opt(1e-9, "`aiwb reproduce`: absolute tolerance when comparing metrics", min=0)
 
 
+@dataclass(frozen=True)
+class MonitoringSettings:
+    "`[monitoring]`: drift on served traffic, and what happens when it is found."
+
+    window_rows: int = _opt(2000, "drift is judged on the latest this many served rows", min=1)
+    window_hours: float = _opt(24.0, "... received within this many hours", min=0)
+    min_rows: int = _opt(100, "fewer rows than this is 'not enough data', never a verdict", min=2)
+    reference_rows: int = _opt(10000, "training rows kept as the drift reference of a model version", min=10)
+    psi_bins: int = _opt(10, "quantile bins of the population stability index", min=2)
+    psi_threshold: float = _opt(0.2, "a feature drifts when its PSI reaches this ...", min=0)
+    p_value: float = _opt(0.01, "... and its KS or chi-square p-value is below this", min=0, max=1)
+    drift_share: float = _opt(0.3, "the dataset drifts when this share of its features drift", min=0, max=1)
+    retrain_notebook: str = _opt("nbs/retrain.ipynb", "the notebook job that retrains a model on drift")
+    alert_command: str = _opt("", "a shell command run on each alert (the alert JSON on its stdin); empty: none")
+
+
 SECTIONS: dict[str, tuple[str, type]] = {
     PROJECT_SECTION: ("project", ProjectSettings),
     "paths": ("paths", PathsSettings),
@@ -107,6 +123,7 @@ SECTIONS: dict[str, tuple[str, type]] = {
     "cost": ("cost", CostSettings),
     "serving": ("serving", ServingSettings),
     "jobs": ("jobs", JobsSettings),
+    "monitoring": ("monitoring", MonitoringSettings),
 }
 
 # %% ../nbs/00_config.ipynb #ff639cbc
@@ -122,6 +139,7 @@ class Settings:
     cost: CostSettings = field(default_factory=CostSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def path(self, relative: str) -> Path:
         "`relative` resolved against the project root (absolute paths are kept)."

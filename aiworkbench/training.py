@@ -27,7 +27,7 @@ from .errors import InvalidInput
 __all__ = ['feature_names', 'encode_features', 'feature_names_of', 'task_of', 'encode_target', 'TensorBatches',
            'TabularDataModule', 'TabularNet', 'TabularClassifier', 'TabularRegressor', 'BufferedMLFlowLogger',
            'device_count', 'choose_strategy', 'in_notebook', 'global_rank', 'pip_requirements', 'log_model',
-           'FitResult', 'fit', 'train_tabular', 'quiet']
+           'log_drift_reference', 'FitResult', 'fit', 'train_tabular', 'quiet']
 
 # %% ../nbs/13_training.ipynb #bf4fefc0
 def feature_names(contract: Contract) -> list[str]:
@@ -408,6 +408,18 @@ def log_model(module: nn.Module, data: TabularDataModule | Any, contract: Contra
     )
     return info.model_uri
 
+# %% ../nbs/13_training.ipynb #78c02cf9
+def log_drift_reference(df: pd.DataFrame, contract: Contract, settings: Settings) -> None:
+    "Log the drift reference of `df` under `contract` to the active run, as artifacts under `drift_reference/`."
+    import mlflow
+
+    from aiworkbench.drift import Reference
+
+    m = settings.monitoring
+    with tempfile.TemporaryDirectory() as tmp:
+        Reference.build(df, contract, rows=m.reference_rows, bins=m.psi_bins).save(tmp)
+        mlflow.log_artifacts(tmp, "drift_reference")
+
 # %% ../nbs/13_training.ipynb #92cc6c53
 @dataclass
 class FitResult:
@@ -507,6 +519,8 @@ def fit(
             return None
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         model_uri = log_model(module, data, contract) if log_model_artifact else None
+        if model_uri and contract is not None and getattr(data, "df", None) is not None:
+            log_drift_reference(data.df, contract, settings)
         result = FitResult(
             run.info.run_id, run.info.experiment_id, metrics, model_uri, round(time.perf_counter() - started, 3)
         )
