@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 # The venv is (re)built only when the dependency files' content changes; a second call is a no-op.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 DEMO_DIR ?= quickstart-project
+LAB_ROOT ?= $(DEMO_DIR)
 
-.PHONY: demo test lint export-check nbtest pytest tutorials bench clean
+.PHONY: demo test lint export-check nbtest pytest tutorials bench clean lab lab-ext
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	SKIP_JUPYTER_BUILDER=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
@@ -19,7 +20,16 @@ $(STAMP):
 demo: $(STAMP)
 	$(BIN)/aiwb quickstart $(DEMO_DIR) --force
 
-test: $(STAMP) lint export-check nbtest pytest tutorials
+test: $(STAMP) lab-ext lint export-check nbtest pytest tutorials
+
+# Debian chromium if missing, npm ci, the extension built and linked into the venv with the server config
+lab-ext: $(STAMP)
+	bash scripts/setup_lab.sh $(VENV)
+
+# JupyterLab with the Workbench panel on a project (the quickstart's, made first if needed)
+lab: lab-ext
+	test -f $(LAB_ROOT)/settings.ini || $(BIN)/aiwb quickstart $(LAB_ROOT)
+	$(BIN)/jupyter lab --allow-root --no-browser --ip=127.0.0.1 --ServerApp.root_dir=$(abspath $(LAB_ROOT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check nbs tests bench
@@ -42,8 +52,11 @@ pytest: $(STAMP)
 tutorials: $(STAMP)
 	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider nbs/tutorials
 
-bench: $(STAMP)
+bench: $(STAMP) lab-ext
 	$(BIN)/python bench/contracts.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/panel.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .aiwb

@@ -1,0 +1,360 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Button, ReactWidget } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import {
+  ApiError,
+  apiUrl,
+  Job,
+  JobRun,
+  Kpis,
+  ModelSummary,
+  Phase,
+  postAPI,
+  requestAPI
+} from './api';
+
+/** How often an open panel refreshes by itself, milliseconds. */
+export const REFRESH_MS = 15000;
+
+interface Loaded<T> {
+  data?: T;
+  error?: ApiError;
+}
+
+/** Fetch `endpoint` whenever `tick` changes; errors are kept to be shown, never swallowed. */
+function useApi<T>(endpoint: string, tick: number): Loaded<T> {
+  const [state, setState] = React.useState<Loaded<T>>({});
+  React.useEffect(() => {
+    let live = true;
+    requestAPI<T>(endpoint)
+      .then(data => live && setState({ data }))
+      .catch(error => live && setState(s => ({ data: s.data, error })));
+    return () => {
+      live = false;
+    };
+  }, [endpoint, tick]);
+  return state;
+}
+
+function ErrorLine({ error }: { error?: Error }): JSX.Element | null {
+  return error ? (
+    <div className="aiwb-error" role="alert">
+      {error.message}
+    </div>
+  ) : null;
+}
+
+/** A 404 that means "this part is not installed or has no data yet" is shown as such, not as a failure. */
+function NoData({ error, what }: { error?: ApiError; what: string }): JSX.Element {
+  if (error && error.status === 404) {
+    return (
+      <div className="aiwb-nodata">
+        No {what} yet: {error.message}
+      </div>
+    );
+  }
+  return <ErrorLine error={error} />;
+}
+
+function PhaseSection({ tick }: { tick: number }): JSX.Element {
+  const { data, error } = useApi<Phase>('phase', tick);
+  return (
+    <section className="aiwb-section aiwb-phase">
+      <h3>Phase</h3>
+      {!data ? (
+        <NoData error={error} what="phase" />
+      ) : (
+        <>
+          {error && <ErrorLine error={error} />}
+          <div className="aiwb-phase-name">
+            Phase <span className="aiwb-phase-number">{data.phase}</span>: {data.name}
+          </div>
+          <ul className="aiwb-checklist">
+            {data.items.map(item => (
+              <li
+                key={item.key}
+                className={item.ok ? 'aiwb-ok' : 'aiwb-todo'}
+                title={JSON.stringify(item.evidence)}
+              >
+                <span className="aiwb-mark">{item.ok ? '✔' : '○'}</span> {item.phase}. {item.title}
+                {!item.ok && item.next_step ? (
+                  <div className="aiwb-next">{item.next_step}</div>
+                ) : null}
+              </li>
+            ))}
+          </ul>
+          {data.next_step ? <div className="aiwb-next-step">Next: {data.next_step}</div> : null}
+        </>
+      )}
+    </section>
+  );
+}
+
+function formatValue(value: number | null, unit?: string | null): string {
+  if (value === null || value === undefined) {
+    return '—';
+  }
+  const shown = Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3);
+  return unit ? `${shown} ${unit}` : shown;
+}
+
+function KpiSection({ tick }: { tick: number }): JSX.Element {
+  const { data, error } = useApi<Kpis>('kpis', tick);
+  return (
+    <section className="aiwb-section aiwb-kpis">
+      <h3>KPIs{data?.window_days ? ` (last ${data.window_days} days)` : ''}</h3>
+      {!data ? (
+        <NoData error={error} what="KPIs" />
+      ) : (
+        <table className="aiwb-table">
+          <tbody>
+            {data.kpis.map(k => (
+              <tr
+                key={k.key}
+                className={`aiwb-kpi aiwb-status-${k.status.replace(' ', '-')}`}
+                data-kpi={k.key}
+              >
+                <td className="aiwb-kpi-title">{k.title}</td>
+                <td className="aiwb-kpi-value">{formatValue(k.value, k.unit)}</td>
+                <td className="aiwb-kpi-target">target {String(k.target ?? '—')}</td>
+                <td className="aiwb-kpi-status">{k.status}</td>
+                <td className="aiwb-kpi-trend">
+                  {k.trend === undefined || k.trend === null ? '' : String(k.trend)}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {data && error ? <ErrorLine error={error} /> : null}
+    </section>
+  );
+}
+
+function ModelsSection({ tick, refresh }: { tick: number; refresh: () => void }): JSX.Element {
+  const { data, error } = useApi<{ models: ModelSummary[] }>('models', tick);
+  const [actionError, setActionError] = React.useState<ApiError | undefined>();
+
+  const promote = async (m: ModelSummary): Promise<void> => {
+    let version = m.latest ?? 1;
+    const body = ReactWidget.create(
+      <label>
+        Move <b>champion</b> of {m.name} to version{' '}
+        <input
+          type="number"
+          min={1}
+          defaultValue={version}
+          className="aiwb-promote-version"
+          onChange={e => (version = Number(e.target.value))}
+        />
+      </label>
+    );
+    const result = await showDialog({
+      title: `Promote ${m.name}`,
+      body,
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Promote' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await postAPI(`models/${encodeURIComponent(m.name)}/promote`, {
+        version,
+        reason: 'promoted in JupyterLab'
+      });
+      setActionError(undefined);
+    } catch (e) {
+      setActionError(e as ApiError);
+    }
+    refresh();
+  };
+
+  const rollback = async (m: ModelSummary): Promise<void> => {
+    const result = await showDialog({
+      title: `Roll back ${m.name}`,
+      body: `Move champion of ${m.name} back from version ${m.aliases.champion} to the version it replaced?`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Roll back' })]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    try {
+      await postAPI(`models/${encodeURIComponent(m.name)}/rollback`, {});
+      setActionError(undefined);
+    } catch (e) {
+      setActionError(e as ApiError);
+    }
+    refresh();
+  };
+
+  return (
+    <section className="aiwb-section aiwb-models">
+      <h3>Models</h3>
+      <ErrorLine error={error} />
+      {actionError ? (
+        <div className="aiwb-error" role="alert">
+          {actionError.message}
+          {actionError.checks ? (
+            <ul>
+              {actionError.checks
+                .filter(c => !c.passed)
+                .map(c => (
+                  <li key={c.name}>
+                    {c.name}: {c.detail}
+                  </li>
+                ))}
+            </ul>
+          ) : null}
+        </div>
+      ) : null}
+      {data && data.models.length === 0 ? (
+        <div className="aiwb-nodata">No registered models yet.</div>
+      ) : null}
+      {data && data.models.length > 0 ? (
+        <table className="aiwb-table">
+          <tbody>
+            {data.models.map(m => (
+              <tr key={m.name} className="aiwb-model" data-model={m.name}>
+                <td>{m.name}</td>
+                <td>v{m.latest}</td>
+                <td className="aiwb-aliases">
+                  {Object.entries(m.aliases).map(([a, v]) => (
+                    <span key={a} className="aiwb-alias" data-alias={a}>
+                      {a}@v{v}
+                    </span>
+                  ))}
+                </td>
+                <td>
+                  <Button minimal small className="aiwb-promote" onClick={() => promote(m)}>
+                    Promote
+                  </Button>
+                  <Button minimal small className="aiwb-rollback" onClick={() => rollback(m)}>
+                    Roll back
+                  </Button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </section>
+  );
+}
+
+function JobRuns({ job, tick }: { job: string; tick: number }): JSX.Element {
+  const { data, error } = useApi<{ runs: JobRun[] }>(
+    `jobs/${encodeURIComponent(job)}/runs?limit=5`,
+    tick
+  );
+  return (
+    <ul className="aiwb-job-runs">
+      <ErrorLine error={error} />
+      {data?.runs.map(r => (
+        <li key={r.id} className={`aiwb-job-run aiwb-run-${r.status}`} data-run={r.id}>
+          {new Date(r.queued_at * 1000).toLocaleString()}{' '}
+          <b className="aiwb-run-status">{r.status}</b>{' '}
+          {['succeeded', 'failed', 'timed_out', 'cancelled'].includes(r.status) ? (
+            <a
+              href={apiUrl(`job-runs/${r.id}/output?format=html`)}
+              target="_blank"
+              rel="noreferrer"
+            >
+              output
+            </a>
+          ) : null}
+          {r.error_message ? <div className="aiwb-run-error">{r.error_message}</div> : null}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function JobsSection({ tick, refresh }: { tick: number; refresh: () => void }): JSX.Element {
+  const { data, error } = useApi<{ jobs: Job[] }>('jobs', tick);
+  const [actionError, setActionError] = React.useState<ApiError | undefined>();
+  const act = async (job: Job, what: 'run' | 'cancel'): Promise<void> => {
+    try {
+      await postAPI(`jobs/${encodeURIComponent(job.name)}/${what}`, {});
+      setActionError(undefined);
+    } catch (e) {
+      setActionError(e as ApiError);
+    }
+    refresh();
+  };
+  return (
+    <section className="aiwb-section aiwb-jobs">
+      <h3>Jobs</h3>
+      <ErrorLine error={error ?? actionError} />
+      {data && data.jobs.length === 0 ? (
+        <div className="aiwb-nodata">No jobs yet: open a notebook and press “Run as job”.</div>
+      ) : null}
+      {data?.jobs.map(j => (
+        <div key={j.id} className="aiwb-job" data-job={j.name}>
+          <div className="aiwb-job-head">
+            <b>{j.name}</b> <span className="aiwb-job-notebook">{j.notebook}</span>
+            {j.cron ? <span className="aiwb-job-cron"> ⏱ {j.cron}</span> : null}
+            <Button minimal small className="aiwb-run-now" onClick={() => act(j, 'run')}>
+              Run now
+            </Button>
+            <Button minimal small className="aiwb-cancel" onClick={() => act(j, 'cancel')}>
+              Cancel
+            </Button>
+          </div>
+          <JobRuns job={j.name} tick={tick} />
+        </div>
+      ))}
+    </section>
+  );
+}
+
+/** The Workbench side panel: phase, KPIs, models, jobs; refreshed on focus, on show and every REFRESH_MS. */
+export class WorkbenchPanel extends ReactWidget {
+  private tick = 0;
+  private timer: number | undefined;
+  private onFocus = () => this.refresh();
+
+  constructor() {
+    super();
+    this.id = 'aiworkbench-panel';
+    this.addClass('aiwb-panel');
+    this.title.caption = 'Workbench';
+  }
+
+  refresh(): void {
+    this.tick += 1;
+    this.update();
+  }
+
+  protected onAfterAttach(): void {
+    window.addEventListener('focus', this.onFocus);
+    this.timer = window.setInterval(() => this.isVisible && this.refresh(), REFRESH_MS);
+  }
+
+  protected onBeforeDetach(): void {
+    window.removeEventListener('focus', this.onFocus);
+    window.clearInterval(this.timer);
+  }
+
+  protected onAfterShow(): void {
+    this.refresh();
+  }
+
+  render(): JSX.Element {
+    const refresh = () => this.refresh();
+    return (
+      <div className="aiwb-body">
+        <div className="aiwb-toolbar">
+          <b>Workbench</b>
+          <Button minimal small className="aiwb-refresh" onClick={refresh} title="Refresh">
+            ↻
+          </Button>
+        </div>
+        <PhaseSection tick={this.tick} />
+        <KpiSection tick={this.tick} />
+        <ModelsSection tick={this.tick} refresh={refresh} />
+        <JobsSection tick={this.tick} refresh={refresh} />
+      </div>
+    );
+  }
+}

@@ -1,0 +1,111 @@
+// Drives JupyterLab in headless Debian Chromium (playwright-core, never a downloaded browser).
+// Usage: node panel.mjs BASE_URL TOKEN SCREENSHOT_DIR MODE   (MODE: full | load)
+// Prints one JSON line of results; exits 1 with the failing step on stderr.
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const require = createRequire(join(process.env.AIWB_NODE_MODULES, 'x.js'));
+const { chromium } = require('playwright-core');
+const [base, token, shots, mode = 'full'] = process.argv.slice(2);
+const results = {};
+const profile = mkdtempSync(join(tmpdir(), 'aiwb-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1400, height: 900 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const errors = [];
+page.on('pageerror', e => errors.push(String(e)));
+
+async function step(name, fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    await page.screenshot({ path: join(shots, `failed-${name}.png`) }).catch(() => {});
+    console.error(`step ${name} failed: ${e}\npage errors: ${errors.join('\n')}`);
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+    process.exit(1);
+  }
+}
+
+async function openPanel() {
+  const tab = page.locator('.lm-TabBar-tab[data-id="aiworkbench-panel"]');
+  await tab.waitFor({ timeout: 60000 });
+  if (!(await page.locator('#aiworkbench-panel').isVisible())) await tab.click();
+  await page.locator('#aiworkbench-panel .aiwb-phase').waitFor({ timeout: 30000 });
+}
+
+async function refreshUntil(locator, timeout = 120000) {
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    if ((await locator.count()) > 0) return;
+    await page.locator('#aiworkbench-panel .aiwb-refresh').click();
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`not shown within ${timeout} ms: ${locator}`);
+}
+
+const t0 = Date.now();
+await step('load', async () => {
+  await page.goto(`${base}lab?token=${token}&reset`, { waitUntil: 'domcontentloaded' });
+  await page.locator('#jp-main-dock-panel').waitFor({ timeout: 60000 });
+  results.lab_ready_ms = Date.now() - t0;
+  await openPanel();
+  // rendered: the phase and KPI sections hold their data, or their honest "no data yet" line
+  await page.locator('#aiworkbench-panel .aiwb-phase :is(.aiwb-phase-name, .aiwb-nodata, .aiwb-error)').first().waitFor();
+  await page.locator('#aiworkbench-panel .aiwb-kpis :is(.aiwb-kpi, .aiwb-nodata, .aiwb-error)').first().waitFor();
+  await page.locator('#aiworkbench-panel .aiwb-model').first().waitFor();
+  results.panel_rendered_ms = Date.now() - t0;
+  results.phase_text = await page.locator('#aiworkbench-panel .aiwb-phase').innerText();
+  results.kpis_text = await page.locator('#aiworkbench-panel .aiwb-kpis').innerText();
+  await page.screenshot({ path: join(shots, 'panel.png') });
+});
+
+if (mode === 'full') {
+  const alias = page.locator('#aiworkbench-panel .aiwb-model[data-model="model-00"] .aiwb-alias[data-alias="champion"]');
+  await step('promote', async () => {
+    results.alias_before = await alias.innerText();
+    await page.locator('#aiworkbench-panel .aiwb-model[data-model="model-00"] .aiwb-promote').click();
+    await page.locator('.jp-Dialog .aiwb-promote-version').fill('2');
+    await page.locator('.jp-Dialog .jp-mod-accept').click();
+    await page.locator('#aiworkbench-panel .aiwb-alias', { hasText: 'champion@v2' }).waitFor({ timeout: 30000 });
+    results.alias_after_promote = await alias.innerText();
+    await page.screenshot({ path: join(shots, 'promoted.png') });
+  });
+  await step('rollback', async () => {
+    await page.locator('#aiworkbench-panel .aiwb-model[data-model="model-00"] .aiwb-rollback').click();
+    await page.locator('.jp-Dialog .jp-mod-accept').click();
+    await page.locator('#aiworkbench-panel .aiwb-alias', { hasText: 'champion@v1' }).waitFor({ timeout: 30000 });
+    results.alias_after_rollback = await alias.innerText();
+  });
+  await step('run-as-job', async () => {
+    await page.goto(`${base}lab/tree/nbs/train.ipynb?token=${token}`, { waitUntil: 'domcontentloaded' });
+    await page.locator('.aiwb-run-as-job-button').first().waitFor({ timeout: 60000 });
+    await page.locator('.aiwb-run-as-job-button').first().click();
+    await page.locator('.jp-Dialog input[name="param-epochs"]').waitFor();
+    results.form_defaults = {
+      epochs: await page.locator('.jp-Dialog input[name="param-epochs"]').inputValue(),
+      label: await page.locator('.jp-Dialog input[name="param-label"]').inputValue(),
+    };
+    await page.locator('.jp-Dialog input[name="name"]').fill('train-ui');
+    await page.locator('.jp-Dialog input[name="param-epochs"]').fill('4');
+    await page.screenshot({ path: join(shots, 'run-as-job-form.png') });
+    await page.locator('.jp-Dialog .jp-mod-accept').click();
+    await openPanel();
+    const job = page.locator('#aiworkbench-panel .aiwb-job[data-job="train-ui"]');
+    await refreshUntil(job.locator('.aiwb-job-run'));
+    await refreshUntil(job.locator('.aiwb-run-succeeded'));
+    results.job_run_text = await job.innerText();
+    await page.screenshot({ path: join(shots, 'job-run.png') });
+  });
+}
+results.page_errors = errors;
+console.log(JSON.stringify(results));
+await context.close();
+rmSync(profile, { recursive: true, force: true });
