@@ -168,11 +168,24 @@ def data_validate(
         else:
             sys.stderr.write(f"invalid: {e}\n")
         raise typer.Exit(1) from None
+    _record(report)
     if as_json:
         _print_json(report.to_dict())
     else:
         _print_report(report)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _record(report) -> None:
+    "Add the report to the validation history of the project around the current folder, if there is one."
+    from aiworkbench.config import load_settings
+    from aiworkbench.datasets import record_validation
+    from aiworkbench.errors import NotFound
+
+    try:
+        record_validation(report, load_settings())
+    except NotFound:
+        pass  # validating a file outside any project is fine; there is no history to add to
 
 
 def _print_report(report) -> None:

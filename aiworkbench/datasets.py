@@ -19,7 +19,7 @@ from .contracts import Contract
 from .errors import DataFileError, SchemaMismatch
 
 # %% auto #0
-__all__ = ['read_csv', 'read_parquet', 'read_table', 'fingerprint']
+__all__ = ['read_csv', 'read_parquet', 'read_table', 'fingerprint', 'record_validation', 'validation_history']
 
 # %% ../nbs/11_datasets.ipynb #23096613
 def _check_header(path: Path) -> None:
@@ -205,3 +205,36 @@ def fingerprint(df: pd.DataFrame, contract: Contract | None = None) -> str:
     )
     h.update(rows.tobytes())
     return h.hexdigest()
+
+# %% ../nbs/11_datasets.ipynb #06ca341c
+def record_validation(report, settings) -> None:
+    "Append a validation report's summary to the project's validation history."
+    import time
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    line = {
+        "ts": time.time(),
+        "contract": report.contract,
+        "source": report.source,
+        "ok": report.ok,
+        "rows": report.n_rows,
+        "good": report.n_good,
+        "bad": report.n_bad,
+        "failures": len(report.failures),
+    }
+    with open(settings.state_dir / "validations.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
+def validation_history(settings) -> list[dict]:
+    "Every recorded validation, oldest first (lines that cannot be read are skipped)."
+    path = settings.state_dir / "validations.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

@@ -82,13 +82,14 @@ VALIDATE = [
         "code",
         "from aiworkbench.config import load_settings\n"
         "from aiworkbench.contracts import load_contract\n"
-        "from aiworkbench.datasets import fingerprint, read_table\n\n"
+        "from aiworkbench.datasets import fingerprint, read_table, record_validation\n\n"
         "settings = load_settings()\n"
         "contract = load_contract(settings.path(contract_path))\n"
         "df = read_table(settings.path(data_path), contract)\n"
         "good, bad = result = contract.split(df, quarantine_dir=settings.path(quarantine_dir), "
         "source=data_path)\n"
         "print(result.report)\n"
+        "record_validation(result.report, settings)\n"
         "print('fingerprint of the good rows:', fingerprint(good, contract))",
         [],
     ),

@@ -47,7 +47,7 @@ def stage_data(ctx: Context) -> dict:
     from sklearn.datasets import load_breast_cancer
 
     from aiworkbench.contracts import infer_contract
-    from aiworkbench.datasets import fingerprint, read_table
+    from aiworkbench.datasets import fingerprint, read_table, record_validation
 
     s = ctx.settings
     data_dir, contracts_dir = s.path(s.paths.data_dir), s.path(s.paths.contracts_dir)
@@ -59,6 +59,7 @@ def stage_data(ctx: Context) -> dict:
     contract = infer_contract(df, "breast_cancer", target="target")
     contract_path = contract.save(contracts_dir / "breast_cancer.yaml")
     report = contract.validate(df, source=str(dataset))
+    record_validation(report, s)
     batch = df.sample(40, random_state=7).reset_index(drop=True).astype(object)
     for row, column, value in BATCH_FAULTS:
         batch.loc[row, column] = value
