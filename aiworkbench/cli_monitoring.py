@@ -12,7 +12,7 @@ import typer
 from .cli import JsonFlag, _console, _print_json, app
 
 # %% auto #0
-__all__ = ['STATUS_STYLE', 'kpi', 'phase']
+__all__ = ['STATUS_STYLE', 'kpi', 'phase', 'monitor']
 
 # %% ../nbs/46_cli_monitoring.ipynb #c4592751
 STATUS_STYLE = {"ok": "green", "breach": "red", "no data": "yellow"}
@@ -78,3 +78,30 @@ def phase(as_json: JsonFlag = False) -> None:
         )
     console.print(table)
     console.print(f"next: {escape(report['next_step'])}", soft_wrap=True)
+
+# %% ../nbs/46_cli_monitoring.ipynb #89dce897
+@app.command()
+def monitor(
+    name: Annotated[str, typer.Argument(help="Registered model whose served traffic to check.")],
+    retrain: Annotated[bool, typer.Option(help="On drift, run the retraining job and gate its result.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    "Judge the latest served traffic for drift; on drift alert and retrain. Exit 1 on drift, 0 otherwise."
+    from rich.markup import escape
+
+    from aiworkbench.monitoring import monitor as run_monitor
+
+    result = run_monitor(name, retrain=retrain)
+    if as_json:
+        _print_json(result)
+    else:
+        console = _console()
+        colour = {"drift": "red", "no drift": "green"}.get(result["verdict"], "yellow")
+        console.print(f"[{colour}]{result['verdict']}[/]: {escape(result['message'])}", soft_wrap=True)
+        if result["report"]["html"]:
+            console.print(f"report: {result['report']['html']}", soft_wrap=True)
+        if "retraining" in result:
+            r = result["retraining"]
+            again = " (this drift event was handled before)" if r.get("repeated") else ""
+            console.print(f"retraining: {escape(r['outcome'])}{again}; {escape(r.get('why', ''))}", soft_wrap=True)
+    raise typer.Exit(1 if result["verdict"] == "drift" else 0)

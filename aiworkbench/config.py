@@ -112,6 +112,7 @@ class MonitoringSettings:
     p_value: float = _opt(0.01, "... and its KS or chi-square p-value is below this", min=0, max=1)
     drift_share: float = _opt(0.3, "the dataset drifts when this share of its features drift", min=0, max=1)
     retrain_notebook: str = _opt("nbs/retrain.ipynb", "the notebook job that retrains a model on drift")
+    holdout: str = _opt("", "labelled rows champion and challenger are both scored on; empty: their own val_loss")
     alert_command: str = _opt("", "a shell command run on each alert (the alert JSON on its stdin); empty: none")
 
 

@@ -11,7 +11,7 @@ from .config import SETTINGS_FILE, settings_template
 from .errors import Conflict, InvalidInput
 
 # %% auto #0
-__all__ = ['EXPLORE', 'VALIDATE', 'GITIGNORE', 'CONTRACTS_README', 'init_project']
+__all__ = ['EXPLORE', 'VALIDATE', 'GITIGNORE', 'CONTRACTS_README', 'retrain_cells', 'init_project']
 
 # %% ../nbs/02_project.ipynb #4030cc5c
 def _notebook(cells: list[tuple[str, str, list[str]]]) -> str:
@@ -101,6 +101,49 @@ VALIDATE = [
     ),
 ]
 
+
+def retrain_cells(model_name: str, data_path: str, contract_path: str) -> list[tuple[str, str, list[str]]]:
+    "The retraining job notebook: validate the data, train, register; `aiwb monitor` runs it on drift."
+    return [
+        (
+            "md",
+            "# Retrain a model\nValidate the training data, train the ready-made model and register a new version. "
+            "`aiwb monitor` runs this notebook as a job when served traffic drifts (passing `model_name` and "
+            "`trigger`), then promotes the new version only if it beats the champion.",
+            [],
+        ),
+        (
+            "code",
+            f"model_name = {model_name!r}\ndata_path = {data_path!r}\ncontract_path = {contract_path!r}\n"
+            "epochs = 15\nseed = 0\ntrigger = ''  # the drift event that started this run",
+            ["parameters"],
+        ),
+        (
+            "code",
+            "from aiworkbench.config import load_settings\n"
+            "from aiworkbench.contracts import load_contract\n"
+            "from aiworkbench.datasets import read_table, record_validation\n"
+            "from aiworkbench.training import quiet, train_tabular\n\n"
+            "settings = load_settings()\n"
+            "contract = load_contract(settings.path(contract_path))\n"
+            "good, bad = result = contract.split(read_table(settings.path(data_path), contract),\n"
+            "                                    quarantine_dir=settings.state_dir / 'quarantine', source=data_path)\n"
+            "record_validation(result.report, settings)\n"
+            "print(result.report)",
+            [],
+        ),
+        (
+            "code",
+            "with quiet():\n"
+            "    fitted = train_tabular(good, contract, max_epochs=epochs, seed=seed, settings=settings,\n"
+            "                           register=model_name, tags={'aiwb.trigger': trigger},\n"
+            "                           enable_progress_bar=False)\n"
+            "print(fitted.run_id, fitted.registered, {k: round(v, 4) for k, v in fitted.metrics.items()})",
+            [],
+        ),
+    ]
+
+
 GITIGNORE = ".aiwb/\n.ipynb_checkpoints/\n__pycache__/\n"
 
 CONTRACTS_README = """# Data contracts
@@ -148,6 +191,7 @@ def init_project(
         "contracts/README.md": CONTRACTS_README,
         "nbs/01_explore_data.ipynb": _notebook(EXPLORE),
         "nbs/02_validate_data.ipynb": _notebook(VALIDATE),
+        "nbs/retrain.ipynb": _notebook(retrain_cells("my_model", "data/my_data.csv", "contracts/my_data.yaml")),
     }
     for relative, text in files.items():
         path = folder / relative

@@ -27,7 +27,7 @@ from .errors import InvalidInput
 __all__ = ['feature_names', 'encode_features', 'feature_names_of', 'task_of', 'encode_target', 'TensorBatches',
            'TabularDataModule', 'TabularNet', 'TabularClassifier', 'TabularRegressor', 'BufferedMLFlowLogger',
            'device_count', 'choose_strategy', 'in_notebook', 'global_rank', 'pip_requirements', 'log_model',
-           'log_drift_reference', 'FitResult', 'fit', 'train_tabular', 'quiet']
+           'log_drift_reference', 'FitResult', 'fit', 'train_tabular', 'score', 'quiet']
 
 # %% ../nbs/13_training.ipynb #bf4fefc0
 def feature_names(contract: Contract) -> list[str]:
@@ -455,6 +455,7 @@ def fit(
     log_model_artifact: bool = True,
     enable_progress_bar: bool = True,
     callbacks: list | None = None,  # extra Lightning callbacks
+    tags: dict[str, str] | None = None,  # extra run tags (e.g. `aiwb.trigger` of a retraining)
     **trainer_kwargs,
 ) -> FitResult | None:
     "Train `module` on `data` with Lightning, tracked in the project's MLflow store; None on ranks other than 0."
@@ -487,6 +488,7 @@ def fit(
             data=getattr(data, "df", None),
             contract=contract,
             seed=seed,
+            tags=tags,
         )
         if lead
         else nullcontext()
@@ -546,6 +548,22 @@ def train_tabular(
     pl.seed_everything(seed, workers=True, verbose=False)
     data = TabularDataModule(df, contract, batch_size=batch_size, seed=seed)
     return fit(data.model(hidden=hidden, lr=lr), data, seed=seed, max_epochs=max_epochs, **fit_kwargs)
+
+# %% ../nbs/13_training.ipynb #848dc7e0
+def score(model_uri: str, df: pd.DataFrame, contract: Contract) -> dict[str, float]:
+    "`holdout_loss` and `holdout_acc` (classification) or `holdout_rmse` (regression) of a logged model on `df`."
+    import mlflow
+
+    model = mlflow.pytorch.load_model(model_uri)
+    x = torch.from_numpy(encode_features(df, contract))
+    y = torch.tensor(encode_target(df, contract))
+    with torch.no_grad():
+        out = model(x)
+    if task_of(contract)[0] == "classification":
+        loss = nn.functional.nll_loss(torch.log(out.clamp_min(1e-12)), y)
+        return {"holdout_loss": float(loss), "holdout_acc": float((out.argmax(-1) == y).float().mean())}
+    rmse = float(torch.sqrt(nn.functional.mse_loss(out, y)))
+    return {"holdout_loss": rmse**2, "holdout_rmse": rmse}
 
 # %% ../nbs/13_training.ipynb #ef1eab63
 from contextlib import contextmanager
