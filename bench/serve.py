@@ -1,0 +1,352 @@
+"""Serving benchmark: the breast-cancer MLP behind (a) a minimal uvicorn + starlette app (the reference), (b) a
+hand-written BentoML service with BentoML's defaults, (c) the service `aiwb package` generates (request log on),
+(d) `mlflow models serve`; each on 127.0.0.1 with one worker. Load comes from a bounded closed-loop asyncio client
+(aiohttp) in its own process. Prints p50/p95/p99 latency, req/s and the ratios to (a); the last line starts with
+`ratio`.
+
+    python bench/serve.py                       # 10 s per concurrency level, c = 1, 8, 32
+    python bench/serve.py --seconds 1 --concurrency 1,8 --variants a,c     # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+REFERENCE_APP = """
+import json, os, torch
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+torch.set_num_threads(1)
+MODEL = torch.jit.load(os.environ["BENCH_MODEL"])
+FEATURES = json.loads(os.environ["BENCH_FEATURES"])
+
+
+async def predict(request):
+    rows = json.loads(await request.body())["rows"]
+    x = torch.tensor([[row[f] for f in FEATURES] for row in rows])
+    with torch.inference_mode():
+        p = MODEL(x).tolist()
+    return JSONResponse({"predictions": [{"label": int(q[1] > q[0]), "probabilities": q} for q in p]})
+
+
+async def readyz(request):
+    return PlainTextResponse("ok")
+
+app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", readyz)])
+"""
+
+DEFAULTS_SERVICE = """
+import json, os
+import bentoml
+
+with bentoml.importing():
+    import torch
+
+FEATURES = json.loads(os.environ["BENCH_FEATURES"])
+
+
+@bentoml.service(workers=1)
+class Defaults:
+    def __init__(self):
+        torch.set_num_threads(1)
+        self.model = torch.jit.load(os.environ["BENCH_MODEL"])
+
+    @bentoml.api
+    def predict(self, rows: list[dict[str, float]]) -> list[dict]:
+        x = torch.tensor([[row[f] for f in FEATURES] for row in rows])
+        with torch.inference_mode():
+            p = self.model(x).tolist()
+        return [{"label": int(q[1] > q[0]), "probabilities": q} for q in p]
+"""
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- the load client (its own process)
+async def _load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    import aiohttp
+
+    latencies, statuses = [], {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        headers = {"content-type": "application/json"}
+        for _ in range(min(20, concurrency * 2)):  # warm-up: connections, first calls
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+        end = time.perf_counter() + seconds
+
+        async def worker():
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                latencies.append(time.perf_counter() - t)
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def q(p):
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {
+        "n": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50": q(0.50),
+        "p95": q(0.95),
+        "p99": q(0.99),
+        "errors": sum(v for k, v in statuses.items() if k != 200),
+    }
+
+
+def run_client(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    "The load client in a process of its own: server and client do not share an interpreter."
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        f.write(body)
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", url, f.name, str(concurrency), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    os.unlink(f.name)
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- servers
+class Proc:
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict, ready_url: str, log_path: Path):
+        self.name, self.ready_url = name, ready_url
+        self.log_path = log_path
+        started = time.perf_counter()
+        self.p = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{name} exited: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"{name} not ready: {log_path.read_text()[-2000:]}")
+        self.ready_s = time.perf_counter() - started
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+
+
+def prepare(work: Path) -> dict:
+    "A project with the breast-cancer MLP registered and packaged; returns what the servers need."
+    from sklearn.datasets import load_breast_cancer
+
+    from aiworkbench.config import load_settings
+    from aiworkbench.contracts import infer_contract
+    from aiworkbench.project import init_project
+    from aiworkbench.registry import promote
+    from aiworkbench.serving import bentoml_env, package
+    from aiworkbench.training import train_tabular
+
+    root = init_project(work / "project", force=True)
+    settings = load_settings(root, environ={})
+    df = load_breast_cancer(as_frame=True).frame
+    contract = infer_contract(df, "breast_cancer", target="target")
+    fit = train_tabular(
+        df, contract, max_epochs=2, settings=settings, register="breast_cancer", enable_progress_bar=False
+    )
+    promote("breast_cancer", fit.registered["version"], settings=settings)
+    packaged = package("breast_cancer@champion", settings=settings)
+    env = bentoml_env(settings)
+    model_ts = Path(env["BENTOML_HOME"]) / "models" / "breast_cancer" / f"v{packaged['version']}" / "model.ts"
+    row = json.loads(df.drop(columns="target").iloc[[0]].to_json(orient="records"))[0]
+    return {
+        "settings": settings,
+        "packaged": packaged,
+        "env": env,
+        "model_ts": model_ts,
+        "row": row,
+        "features": list(row),
+        "version": packaged["version"],
+    }
+
+
+def start(variant: str, ctx: dict, work: Path, extra_env: dict | None = None) -> tuple[Proc, str, bytes]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **ctx["env"],
+        "BENCH_MODEL": str(ctx["model_ts"]),
+        "BENCH_FEATURES": json.dumps(ctx["features"]),
+        **(extra_env or {}),
+    }
+    rows_body = json.dumps({"rows": [ctx["row"]]}).encode()
+    log_path = work / f"server-{variant}.log"
+    if variant == "a":
+        (work / "reference_app.py").write_text(REFERENCE_APP)
+        cmd = [
+            str(BIN / "uvicorn"),
+            "reference_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        return Proc("a", cmd, work, env, f"{url}/readyz", log_path), f"{url}/predict", rows_body
+    if variant == "b":
+        (work / "defaults").mkdir(exist_ok=True)
+        (work / "defaults" / "service.py").write_text(DEFAULTS_SERVICE)
+        cmd = [str(BIN / "bentoml"), "serve", "service:Defaults", "--host", "127.0.0.1", "--port", str(port)]
+        return Proc("b", cmd, work / "defaults", env, f"{url}/readyz", log_path), f"{url}/predict", rows_body
+    if variant == "c":
+        cmd = [str(BIN / "bentoml"), "serve", ".", "--host", "127.0.0.1", "--port", str(port)]
+        build = Path(ctx["packaged"]["build_dir"])
+        return Proc("c", cmd, build, env, f"{url}/readyz", log_path), f"{url}/predict", rows_body
+    if variant == "d":
+        cmd = [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/breast_cancer/{ctx['version']}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--env-manager",
+            "local",
+        ]
+        path = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow runs `uvicorn` from PATH
+        env = {**env, "MLFLOW_TRACKING_URI": ctx["settings"].tracking_uri, "PATH": path}
+        body = json.dumps({"inputs": [[ctx["row"][f] for f in ctx["features"]]]}).encode()
+        return Proc("d", cmd, work, env, f"{url}/ping", log_path), f"{url}/invocations", body
+    raise ValueError(variant)
+
+
+LABELS = {
+    "a": "(a) starlette reference",
+    "b": "(b) BentoML defaults",
+    "c": "(c) aiwb package",
+    "d": "(d) mlflow models serve",
+    "c0": "(c) batching off",
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0, help="load per concurrency level")
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--variants", default="a,b,c,d", help="a,b,c,d; c0 adds (c) with batching off")
+    ap.add_argument("--after-load", action="store_true", help="measure c=1 again after the highest concurrency")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.client:
+        url, body_file, c, s = args.client
+        print(json.dumps(asyncio.run(_load(url, Path(body_file).read_bytes(), int(c), float(s)))))
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the `finally` below stops the server
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="aiwb-bench-serve-"))
+    work.mkdir(parents=True, exist_ok=True)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    log(f"preparing the model in {work} ...")
+    ctx = prepare(work)
+    results: dict[str, dict] = {}
+    for variant in args.variants.split(","):
+        extra = {"AIWB_MAX_BATCH_SIZE": "1", "AIWB_BATCHING_WINDOW_MS": "0"} if variant == "c0" else None
+        try:
+            proc, url, body = start(variant.rstrip("0"), ctx, work, extra)
+        except (RuntimeError, OSError) as e:
+            log(f"{LABELS[variant]}: skipped: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+            continue
+        try:
+            results[variant] = {"ready_s": proc.ready_s}
+            plan = levels + ([1] if args.after_load and len(levels) > 1 else [])
+            for i, c in enumerate(plan):
+                key = f"{c}" if i < len(levels) else f"{c} after load"
+                results[variant][key] = run_client(url, body, c, args.seconds)
+                log(f"{LABELS[variant]} c={key}: {results[variant][key]}")
+        finally:
+            proc.stop()
+    print(
+        f"\nbreast-cancer MLP, 1 row per request, {args.seconds:g} s per level, one worker, 127.0.0.1, "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    header = (
+        f"{'server':26} {'c':>12} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'err':>5} "
+        f"{'rps/(a)':>8} {'p95/(a)':>8} {'p99/(a)':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    ref = results.get("a", {})
+    for variant, res in results.items():
+        for key, r in res.items():
+            if key == "ready_s":
+                continue
+            base = ref.get(key) or ref.get(key.split()[0])
+            ratios = (
+                f"{r['rps'] / base['rps']:8.2f} {r['p95'] / base['p95']:8.2f} {r['p99'] / base['p99']:8.2f}"
+                if base
+                else f"{'':8} {'':8} {'':8}"
+            )
+            print(
+                f"{LABELS[variant]:26} {key:>12} {r['rps']:8.0f} {r['p50']:8.2f} {r['p95']:8.2f} {r['p99']:8.2f} "
+                f"{r['errors']:5d} {ratios}"
+            )
+    print("\nready after start (s): " + ", ".join(f"{LABELS[v]} {r['ready_s']:.1f}" for v, r in results.items()))
+    mid = str(levels[1] if len(levels) > 1 else levels[0])
+    parts = []
+    for v in ("b", "c", "c0", "d"):
+        if v in results and "a" in results and mid in results[v]:
+            r, a = results[v][mid], results["a"][mid]
+            parts.append(f"{v}/a req/s {r['rps'] / a['rps']:.2f} p95 {r['p95'] / a['p95']:.2f}")
+    print(f"ratio at c={mid}: " + ("; ".join(parts) if parts else "n/a (the reference did not run)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"`bench/serve.py` runs end to end on tiny settings and prints its table and the closing ratio line."
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "serve.py"
+
+
+@pytest.mark.slow
+def test_serving_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--seconds", "1", "--concurrency", "1,8", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("ratio at c=8: "), lines[-1]
+    assert "c/a req/s" in lines[-1]
+    table = [line for line in lines if line.startswith(("(a)", "(b)", "(c)", "(d)"))]
+    assert {line[:3] for line in table} >= {"(a)", "(b)", "(c)"}, proc.stdout
+    assert all(int(line.split()[-4]) == 0 for line in table if line.startswith("(c)")), proc.stdout  # no errors
