@@ -19,7 +19,7 @@ from .contracts import Contract
 from .errors import DataFileError, SchemaMismatch
 
 # %% auto #0
-__all__ = ['read_csv', 'read_parquet', 'read_table', 'fingerprint', 'record_validation', 'validation_history']
+__all__ = ['read_csv', 'read_parquet', 'read_table', 'fingerprint', 'epoch_seconds', 'record_validation', 'validation_history']
 
 # %% ../nbs/11_datasets.ipynb #23096613
 def _check_header(path: Path) -> None:
@@ -205,6 +205,12 @@ def fingerprint(df: pd.DataFrame, contract: Contract | None = None) -> str:
     )
     h.update(rows.tobytes())
     return h.hexdigest()
+
+# %% ../nbs/11_datasets.ipynb #a14e7fcb
+def epoch_seconds(s: pd.Series) -> pd.Series:
+    "Date-times as float seconds since the epoch, whatever their unit."
+    times = pd.to_datetime(s)
+    return (times - pd.Timestamp(0, tz=times.dt.tz)) / pd.Timedelta(seconds=1)
 
 # %% ../nbs/11_datasets.ipynb #06ca341c
 def record_validation(report, settings) -> None:

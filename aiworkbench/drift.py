@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
+from .datasets import epoch_seconds
 from .errors import InvalidInput
 
 # %% auto #0
@@ -27,7 +28,7 @@ __all__ = ['FeatureReference', 'Reference', 'ks_2samp_sorted', 'psi', 'FeatureDr
 def _numeric(s: pd.Series) -> np.ndarray:
     "A feature column as float64 values, nulls dropped (booleans as 0/1, datetimes as epoch seconds)."
     if pd.api.types.is_datetime64_any_dtype(s):
-        s = pd.to_datetime(s).astype("int64") / 1e9
+        s = epoch_seconds(s)
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return values[~np.isnan(values)]
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import Settings, load_settings
 from .contracts import Contract
+from .datasets import epoch_seconds
 from .errors import InvalidInput
 
 # %% auto #0
@@ -60,7 +61,7 @@ def encode_features(df: pd.DataFrame, contract: Contract) -> np.ndarray:
         if spec.dtype == "str":
             blocks.append(np.stack([(s == v).to_numpy(dtype="float32") for v in feature_names_of(contract, col)], 1))
         elif spec.dtype == "datetime":
-            blocks.append((pd.to_datetime(s).astype("int64") / 1e9).to_numpy(dtype="float32")[:, None])
+            blocks.append(epoch_seconds(s).to_numpy(dtype="float32")[:, None])
         else:
             blocks.append(s.to_numpy(dtype="float32", na_value=np.nan)[:, None])
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0), dtype="float32")
