@@ -39,14 +39,14 @@ def load_reference(name: str, version: str | int, settings: Settings):
     return Reference.load(folder)
 
 
-def current_window(name: str, settings: Settings, now: float | None = None):
+def current_window(name: str, settings: Settings, now: float | None = None, window_rows: int | None = None):
     "(rows, info): the latest served rows of model `name` in the window, and what the window was."
     from aiworkbench.request_log import read_request_log
 
     now = now or time.time()
     m = settings.monitoring
     _, rows = read_request_log(name, settings, since=now - m.window_hours * 3600)
-    rows = rows.sort_values("ts").tail(m.window_rows) if len(rows) else rows
+    rows = rows.sort_values("ts").tail(window_rows or m.window_rows) if len(rows) else rows
     info = {
         "rows": len(rows),
         "hours": m.window_hours,
@@ -172,7 +172,13 @@ def retrain_on_drift(name: str, event: str, champion, settings: Settings) -> dic
     return _record_event(name, settings, outcome)
 
 # %% ../nbs/32_monitoring.ipynb #a66e71af
-def monitor(name: str, settings: Settings | None = None, retrain: bool = True, now: float | None = None) -> dict:
+def monitor(
+    name: str,
+    settings: Settings | None = None,
+    retrain: bool = True,  # on drift, run the retraining job and gate its result
+    now: float | None = None,
+    window_rows: int | None = None,  # judge the latest this many rows (default: `[monitoring] window_rows`)
+) -> dict:
     "Check model `name`'s served traffic for drift against its champion's training data; retrain on drift."
     from aiworkbench.drift import drift_report, write_html
     from aiworkbench.registry import resolve_version
@@ -181,7 +187,7 @@ def monitor(name: str, settings: Settings | None = None, retrain: bool = True, n
     m = settings.monitoring
     champion = resolve_version(name, "champion", settings)
     reference = load_reference(name, champion.version, settings)
-    rows, window = current_window(name, settings, now)
+    rows, window = current_window(name, settings, now, window_rows)
     report = drift_report(
         reference,
         rows,

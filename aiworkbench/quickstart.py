@@ -14,11 +14,11 @@ from typing import Any
 from rich.console import Console
 
 from .config import Settings, load_settings
-from .project import init_project
+from .project import _notebook, init_project, retrain_cells
 
 # %% auto #0
 __all__ = ['Stage', 'BATCH_FAULTS', 'MODEL_NAME', 'STAGES', 'Context', 'stage_data', 'stage_train', 'stage_registry',
-           'quickstart']
+           'stage_serve', 'stage_monitor', 'stage_reproduce', 'stage_status', 'quickstart']
 
 # %% ../nbs/43_quickstart.ipynb #11aa6059
 @dataclass
@@ -34,7 +34,7 @@ Stage = Callable[[Context], dict]
 
 # %% ../nbs/43_quickstart.ipynb #85242c0a
 BATCH_FAULTS = [  # (row, column, value): the faults seeded into the incoming batch
-    (3, "mean radius", -1.0),
+    (3, "mean radius", -1.0),  # below the contract's minimum
     (7, "mean texture", "n/a"),
     (11, "target", 2),
     (19, "worst area", None),
@@ -57,7 +57,12 @@ def stage_data(ctx: Context) -> dict:
     frame.to_csv(dataset, index=False)
     df = read_table(dataset)
     contract = infer_contract(df, "breast_cancer", target="target")
+    for name in contract.features:  # what we know beyond the sample: measurements are never negative, no cap known
+        contract.columns[name] = contract.columns[name].model_copy(update={"min": 0.0, "max": None})
     contract_path = contract.save(contracts_dir / "breast_cancer.yaml")
+    retrain = s.path(s.monitoring.retrain_notebook)
+    retrain.parent.mkdir(parents=True, exist_ok=True)
+    retrain.write_text(_notebook(retrain_cells(MODEL_NAME, "data/breast_cancer.csv", "contracts/breast_cancer.yaml")))
     report = contract.validate(df, source=str(dataset))
     record_validation(report, s)
     batch = df.sample(40, random_state=7).reset_index(drop=True).astype(object)
@@ -160,8 +165,109 @@ def stage_registry(ctx: Context) -> dict:
     ctx.console.print(f"  {outcome}", soft_wrap=True)
     return {"champion_first": first, "challenger": version, "outcome": outcome, "promotion": moved}
 
+# %% ../nbs/43_quickstart.ipynb #c9e183c4
+def _send(url: str, rows: list[dict], batch: int = 4) -> int:
+    "POST `rows` in small batches with BentoML's client; returns how many predictions came back."
+    import bentoml
 
-STAGES: list[tuple[str, Stage]] = [("data", stage_data), ("train", stage_train), ("registry", stage_registry)]
+    answered = 0
+    with bentoml.SyncHTTPClient(url) as client:
+        for i in range(0, len(rows), batch):
+            answered += len(client.predict(rows=rows[i : i + batch])["predictions"])
+    return answered
+
+
+def stage_serve(ctx: Context) -> dict:
+    "Package and serve the champion; send normal traffic, judge it; send drifted traffic; stop the server."
+    from aiworkbench.monitoring import monitor
+    from aiworkbench.serving import package, serve
+
+    s, df = ctx.settings, ctx.state["data"]
+    ref = f"{MODEL_NAME}@champion"
+    packaged = package(ref, settings=s)
+    features = df.drop(columns=ctx.state["contract"].target)
+    normal = features.sample(200, random_state=11).to_dict("records")
+    drifted = (features.sample(200, random_state=12) * 1.4).to_dict("records")
+    with serve(ref, settings=s) as server:
+        ctx.console.print(f"  serving {ref} at {server.url} (build folder {packaged['build_dir']})", soft_wrap=True)
+        sent = _send(server.url, normal)
+        calm = monitor(MODEL_NAME, s, retrain=False, window_rows=len(normal))
+        ctx.console.print(f"  {sent} normal rows served; monitor: {calm['verdict']}", soft_wrap=True)
+        sent += _send(server.url, drifted)
+    ctx.console.print(f"  {len(drifted)} drifted rows served; server stopped", soft_wrap=True)
+    ctx.state["drifted_rows"] = len(drifted)
+    return {"build_dir": packaged["build_dir"], "rows_served": sent, "normal_verdict": calm["verdict"]}
+
+
+def stage_monitor(ctx: Context) -> dict:
+    "Judge the drifted traffic; on drift, retrain through the notebook job and gate the result."
+    from rich.markup import escape
+
+    from aiworkbench.monitoring import monitor
+
+    result = monitor(MODEL_NAME, ctx.settings, window_rows=ctx.state["drifted_rows"])  # the latest traffic only
+    ctx.console.print(f"  {result['verdict']}: {escape(result['message'])}", soft_wrap=True)
+    ctx.console.print(f"  report: {result['report']['html']}", soft_wrap=True)
+    if "retraining" in result:
+        r = ctx.state["retraining"] = result["retraining"]
+        ctx.console.print(f"  retraining job {r['job_run'][:8]} {r['status']}: {escape(r['outcome'])}", soft_wrap=True)
+    return {k: result[k] for k in ("verdict", "message", "report", "event", "retraining") if k in result}
+
+# %% ../nbs/43_quickstart.ipynb #c26028b1
+def stage_reproduce(ctx: Context) -> dict:
+    "Re-execute the retraining job run and compare its metrics."
+    from aiworkbench.reproduce import reproduce
+
+    retraining = ctx.state.get("retraining")
+    if not retraining or retraining.get("status") != "succeeded":
+        ctx.console.print("  no succeeded retraining run to reproduce")
+        return {"verdict": None}
+    result = reproduce(retraining["job_run"], ctx.settings)
+    ctx.console.print(f"  retraining run {retraining['job_run'][:8]} re-executed: {result['verdict']}", soft_wrap=True)
+    return {"verdict": result["verdict"], "original": result["original"]["id"], "new": result["new"]["id"]}
+
+# %% ../nbs/43_quickstart.ipynb #f5df12e7
+def _shown(value: float, unit: str) -> str:
+    "A KPI value in words a person reads at a glance."
+    if unit == "days" and value < 1:
+        return f"{value * 24:.2g} hours" if value * 24 >= 1 else f"{value * 86400:.0f} seconds"
+    if unit == "":
+        return f"{value:.0%}"
+    return f"{value:.3g} {unit}"
+
+
+def stage_status(ctx: Context) -> dict:
+    "Show the KPIs and the phase."
+    from rich.markup import escape
+    from rich.table import Table
+
+    from aiworkbench.kpis import kpi_report
+    from aiworkbench.phases import phase_report
+
+    kpis, phase = kpi_report(ctx.settings), phase_report(ctx.settings)
+    table = Table("KPI", "value", "target", "status", title="KPIs")
+    for k in kpis["kpis"]:
+        value = "-" if k["value"] is None else _shown(k["value"], k["unit"])
+        table.add_row(k["title"], value, k["target"], k["status"])
+    ctx.console.print(table)
+    done = sum(i["ok"] for i in phase["items"])
+    ctx.console.print(
+        f"  phase {phase['phase']} ({phase['name']}), {done} of {len(phase['items'])} checklist items "
+        f"hold; next: {escape(phase['next_step'])}",
+        soft_wrap=True,
+    )
+    return {"kpis": kpis["kpis"], "phase": phase["phase"], "phase_name": phase["name"], "next_step": phase["next_step"]}
+
+
+STAGES: list[tuple[str, Stage]] = [
+    ("data", stage_data),
+    ("train", stage_train),
+    ("registry", stage_registry),
+    ("serve", stage_serve),
+    ("monitor", stage_monitor),
+    ("reproduce", stage_reproduce),
+    ("status", stage_status),
+]
 
 # %% ../nbs/43_quickstart.ipynb #08db9563
 def quickstart(

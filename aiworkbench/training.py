@@ -580,6 +580,8 @@ def quiet():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
+    progress_bar = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
         with warnings.catch_warnings():
             for pattern in (
@@ -588,9 +590,14 @@ def quiet():
                 ".*LeafSpec.*",
                 ".*does not have many workers.*",
                 ".*sync_dist.*",
+                "Converting a tensor to a Python boolean",
             ):
                 warnings.filterwarnings("ignore", message=pattern)
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+        if progress_bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = progress_bar

@@ -190,11 +190,32 @@ def test_infer_refuses_to_overwrite(aiwb, people):
 
 
 def test_quickstart_end_to_end(aiwb, tmp_path):
-    r = aiwb("quickstart", tmp_path / "qs", "--json")
-    assert r.code == 0, r.err
-    data = r.json()["stages"]["data"]
+    "The main job: data, training, registry, serving, drift, retraining, reproduction, KPIs and phase, for real."
+    r = aiwb("quickstart", tmp_path / "qs", "--json", timeout=600)
+    assert r.code == 0, r.err[-3000:]
+    stages = r.json()["stages"]
+    data = stages["data"]
     assert data["valid"] and data["rows"] == 569
     assert data["batch"]["good"] + data["batch"]["bad"] == data["batch"]["rows"] and data["batch"]["bad"] == 5
-    assert "✓ data" in r.err
+    assert stages["train"]["metrics"]["val_acc"] > 0.85 and stages["registry"]["challenger"] == 2
+    assert stages["serve"]["rows_served"] == 400 and stages["serve"]["normal_verdict"] == "no drift"
+    assert stages["monitor"]["verdict"] == "drift"
+    assert stages["monitor"]["retraining"]["status"] == "succeeded"
+    assert stages["monitor"]["retraining"]["outcome"] in ("promoted", "kept champion")
+    assert stages["reproduce"]["verdict"] == "reproduced"
+    kpis = {k["key"]: k for k in stages["status"]["kpis"]}
+    assert kpis["p95_latency"]["status"] == "ok" and kpis["reproducibility"]["value"] == 1.0
+    assert kpis["cost_per_1m"]["value"] > 0 and kpis["cost_per_1m"]["status"] == "no data"  # no previous window
+    assert stages["status"]["phase"] == 1
+    for stage in ("data", "train", "registry", "serve", "monitor", "reproduce", "status"):
+        assert f"✓ {stage}" in r.err
+    import psutil
+
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(tmp_path / "qs") in part for part in p.info["cmdline"] or [])
+    ]
+    assert not left, left  # the server and the job kernels are gone
     again = aiwb("quickstart", tmp_path / "qs")
     assert again.code == 2 and "--force" in again.err
