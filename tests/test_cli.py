@@ -211,11 +211,8 @@ def test_quickstart_end_to_end(aiwb, tmp_path):
         assert f"✓ {stage}" in r.err
     import psutil
 
-    left = [
-        p.info["cmdline"]
-        for p in psutil.process_iter(["cmdline"])
-        if any(str(tmp_path / "qs") in part for part in p.info["cmdline"] or [])
-    ]
-    assert not left, left  # the server and the job kernels are gone
+    procs = psutil.process_iter(["cmdline", "cwd"])
+    left = [p.info for p in procs if str(p.info["cwd"] or "").startswith(str(tmp_path))]
+    assert not left, left  # the server (it runs in the build folder) and the job kernels are gone
     again = aiwb("quickstart", tmp_path / "qs")
     assert again.code == 2 and "--force" in again.err
