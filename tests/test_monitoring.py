@@ -37,9 +37,24 @@ def serve(root, rows, shift: float) -> None:
     feats = rows.drop(columns="target") * (1 + shift)
     with open(folder / "requests-1.jsonl", "a") as fh:
         for i, r in enumerate(feats.to_dict("records")):
-            fh.write(json.dumps({"ts": now + i * 1e-3, "request_id": str(i), "model": "bc", "version": 1, "n": 1,
-                                 "inputs": [r], "outputs": [], "latency_ms": 3.0, "cpu_ms": 1.0, "rss_mb": 400.0,
-                                 "status": 200}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "ts": now + i * 1e-3,
+                        "request_id": str(i),
+                        "model": "bc",
+                        "version": 1,
+                        "n": 1,
+                        "inputs": [r],
+                        "outputs": [],
+                        "latency_ms": 3.0,
+                        "cpu_ms": 1.0,
+                        "rss_mb": 400.0,
+                        "status": 200,
+                    }
+                )
+                + "\n"
+            )
 
 
 def retrain_runs(root) -> list[dict]:
@@ -71,8 +86,7 @@ def test_failed_retraining_keeps_the_champion(project):
     root, frame = project
     settings = load_settings(root)
     champion = int(resolve_version("bc", "champion", settings).version)
-    (root / "nbs" / "retrain.ipynb").write_text(
-        _notebook(retrain_cells("bc", "data/missing.csv", "contracts/bc.yaml")))
+    (root / "nbs" / "retrain.ipynb").write_text(_notebook(retrain_cells("bc", "data/missing.csv", "contracts/bc.yaml")))
     serve(root, frame.sample(300, random_state=1), shift=0.8)  # a new window: a new event
     result = monitor("bc", settings)
     outcome = result["retraining"]
