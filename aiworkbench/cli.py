@@ -37,6 +37,13 @@ def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _when(ts: float | None) -> str:
+    "An epoch time in seconds as local `YYYY-mm-dd HH:MM:SS` (empty for none)."
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import JsonFlag, _console, _print_json, app
+from .cli import JsonFlag, _console, _print_json, _when, app
 
 # %% auto #0
 __all__ = ['runs_app', 'models_app', 'runs_list', 'runs_show', 'models_list', 'models_show', 'models_history', 'models_promote',
@@ -21,12 +21,6 @@ runs_app = typer.Typer(help="Tracked training runs (MLflow).", no_args_is_help=T
 models_app = typer.Typer(help="Registered models: versions, aliases, promotion, rollback.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
-
-
-def _when(ms: int | None) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else ""
 
 # %% ../nbs/44_cli_experiments.ipynb #2db24927
 @runs_app.command("list")
@@ -50,7 +44,7 @@ def runs_list(
             r["run_id"][:12],
             r["run_name"] or "",
             r["status"],
-            _when(r["start_time"]),
+            _when(r["start_time"] / 1000),
             shown,
             r["lineage"].get("aiwb.contract.ref", ""),
         )
@@ -67,7 +61,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: J
         return _print_json(run)
     console = _console()
     console.print(
-        f"[bold]{run['run_id']}[/] {run['run_name'] or ''} {run['status']} started {_when(run['start_time'])}"
+        f"[bold]{run['run_id']}[/] {run['run_name'] or ''} {run['status']} started {_when(run['start_time'] / 1000)}"
     )
     for title in ("params", "metrics", "lineage"):
         console.print(f"[bold]{title}[/]")
@@ -106,14 +100,15 @@ def models_show(name: Annotated[str, typer.Argument(help="Model name.")], as_jso
     table = Table("version", "aliases", "run", "created", "metrics", title=name)
     for v in model["versions"]:
         shown = ", ".join(f"{k}={x:.4g}" for k, x in sorted(v["metrics"].items()) if k.startswith("val_"))
-        table.add_row(str(v["version"]), ", ".join(v["aliases"]), (v["run_id"] or "")[:12], _when(v["created"]), shown)
+        table.add_row(
+            str(v["version"]), ", ".join(v["aliases"]), (v["run_id"] or "")[:12], _when(v["created"] / 1000), shown
+        )
     _console().print(table)
 
 
 @models_app.command("history")
 def models_history(name: Annotated[str, typer.Argument(help="Model name.")], as_json: JsonFlag = False) -> None:
     "Every alias move of a model: who, when, from, to, why."
-    import datetime as dt
 
     from rich.table import Table
 
@@ -126,7 +121,7 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], as_
     for e in entries:
         table.add_row(
             str(e["seq"]),
-            dt.datetime.fromtimestamp(e["when"]).strftime("%Y-%m-%d %H:%M:%S"),
+            _when(e["when"]),
             e["who"],
             e["kind"],
             e["alias"],

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import JsonFlag, app
+from .cli import JsonFlag, _print_json, _when, app
 
 # %% auto #0
 __all__ = ['jobs_app', 'EXTRA', 'jobs_add', 'jobs_list', 'jobs_show', 'jobs_runs', 'jobs_cancel', 'jobs_remove', 'run_record',
@@ -22,14 +22,6 @@ __all__ = ['jobs_app', 'EXTRA', 'jobs_add', 'jobs_list', 'jobs_show', 'jobs_runs
 # %% ../nbs/44_cli_jobs.ipynb #2d400647
 jobs_app = typer.Typer(help="Notebook jobs: add, list, show, cancel, remove, runs, run.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
-
-
-def _json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
 
 
 def _runs_table(runs: list[dict]):
@@ -111,7 +103,7 @@ def jobs_add(
         }
     )
     if as_json:
-        return _json(job)
+        return _print_json(job)
     print(f"added job {job['name']} ({job['id']}): {job['notebook']}" + (f", cron `{cron}` {timezone}" if cron else ""))
 
 
@@ -124,7 +116,7 @@ def jobs_list(as_json: JsonFlag = False) -> None:
 
     jobs = list_jobs()
     if as_json:
-        return _json(jobs)
+        return _print_json(jobs)
     table = Table("job", "notebook", "cron", "parameters", "last run")
     for j in jobs:
         last = j["last_run"]
@@ -146,7 +138,7 @@ def jobs_show(job: Annotated[str, typer.Argument(help="Job name or id.")], as_js
     j = get_job(job)
     runs = list_runs(j["id"], limit=10)
     if as_json:
-        return _json({**j, "runs": runs})
+        return _print_json({**j, "runs": runs})
     for k, v in j.items():
         print(f"{k}: {v}")
     _print(_runs_table(runs))
@@ -164,7 +156,7 @@ def jobs_runs(
 
     runs = list_runs(job, status=status, limit=limit)
     if as_json:
-        return _json(runs)
+        return _print_json(runs)
     _print(_runs_table(runs))
 
 
@@ -175,7 +167,7 @@ def jobs_cancel(run: Annotated[str, typer.Argument(help="Run id.")], as_json: Js
 
     r = cancel_run(run)
     if as_json:
-        return _json(r)
+        return _print_json(r)
     print(f"run {r['id']}: {r['status']}" + (" (stop requested)" if r["status"] == "running" else ""))
 
 
@@ -186,7 +178,7 @@ def jobs_remove(job: Annotated[str, typer.Argument(help="Job name or id.")], as_
 
     j = remove_job(job)
     if as_json:
-        return _json(j)
+        return _print_json(j)
     print(f"removed job {j['name']}")
 
 
@@ -223,7 +215,7 @@ def jobs_run(
         notebook, _params(_pairs(ctx.args), notebook), timeout_s=timeout, retries=retries, progress=True, local=local
     )
     if as_json:
-        _json(run_record(r))
+        _print_json(run_record(r))
     else:
         print(f"run {r['id']}: {r['status']} after {r['attempt']} attempt(s); output {r['output_path']}")
         if r["error_name"]:
@@ -251,7 +243,7 @@ def reproduce(
 
     result = do_reproduce(run, progress=not as_json)
     if as_json:
-        _json(
+        _print_json(
             {
                 "verdict": result["verdict"],
                 "original": result["original"]["id"],
