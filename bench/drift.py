@@ -44,15 +44,20 @@ def evidently_seconds(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float | Non
     python = EVIDENTLY_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
-        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "evidently", "pyarrow"], capture_output=True,
-                             text=True)
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "evidently", "pyarrow"], capture_output=True, text=True
+        )
         if pip.returncode != 0:
             return None, f"pip install evidently failed: {pip.stderr.strip().splitlines()[-1:]}"
     with tempfile.TemporaryDirectory() as tmp:
         ref.to_parquet(f"{tmp}/ref.parquet")
         cur.to_parquet(f"{tmp}/cur.parquet")
-        out = subprocess.run([str(python), "-c", EVIDENTLY_SCRIPT, f"{tmp}/ref.parquet", f"{tmp}/cur.parquet"],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        out = subprocess.run(
+            [str(python), "-c", EVIDENTLY_SCRIPT, f"{tmp}/ref.parquet", f"{tmp}/cur.parquet"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
     if out.returncode != 0:
         return None, f"evidently failed: {out.stderr.strip().splitlines()[-1:]}"
     return float(out.stdout.strip().splitlines()[-1]), ""
@@ -92,16 +97,20 @@ def main() -> None:
         if seconds is not None:
             results["Evidently DataDriftPreset"] = seconds
 
-    print(f"{args.rows:,} rows x {args.features} features, reference and window; verdict: {report.verdict} "
-          f"({', '.join(report.drifted)})")
+    print(
+        f"{args.rows:,} rows x {args.features} features, reference and window; verdict: {report.verdict} "
+        f"({', '.join(report.drifted)})"
+    )
     ours_s = results["aiworkbench drift_report"]
     print(f"{'method':<30} {'seconds':>9} {'vs aiworkbench':>15}")
     for name, seconds in results.items():
         print(f"{name:<30} {seconds:>9.3f} {seconds / ours_s:>15.1f}")
     if note:
         print(f"Evidently: not measured ({note})")
-    ratios = [f"aiworkbench/sort: {ours_s / results['numpy sort of the window']:.2f}",
-              f"scipy/aiworkbench: {results['scipy ks_2samp per feature'] / ours_s:.1f}"]
+    ratios = [
+        f"aiworkbench/sort: {ours_s / results['numpy sort of the window']:.2f}",
+        f"scipy/aiworkbench: {results['scipy ks_2samp per feature'] / ours_s:.1f}",
+    ]
     if "Evidently DataDriftPreset" in results:
         ratios.append(f"Evidently/aiworkbench: {results['Evidently DataDriftPreset'] / ours_s:.0f}")
     print("ratio " + "  ".join(ratios))
