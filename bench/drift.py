@@ -45,7 +45,10 @@ def evidently_seconds(ref: pd.DataFrame, cur: pd.DataFrame) -> tuple[float | Non
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
         pip = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "evidently", "pyarrow"], capture_output=True, text=True
+            # Evidently does not import under pandas 3 (it uses pandas' removed `infer_dtype_from_object`)
+            [str(python), "-m", "pip", "install", "-q", "evidently", "pandas<3", "pyarrow"],
+            capture_output=True,
+            text=True,
         )
         if pip.returncode != 0:
             return None, f"pip install evidently failed: {pip.stderr.strip().splitlines()[-1:]}"
@@ -98,8 +101,8 @@ def main() -> None:
             results["Evidently DataDriftPreset"] = seconds
 
     print(
-        f"{args.rows:,} rows x {args.features} features, reference and window; verdict: {report.verdict} "
-        f"({', '.join(report.drifted)})"
+        f"{args.rows:,} rows x {args.features} features, reference and window; verdict: {report.verdict}; "
+        f"drifted features: {', '.join(report.drifted) or 'none'}"
     )
     ours_s = results["aiworkbench drift_report"]
     print(f"{'method':<30} {'seconds':>9} {'vs aiworkbench':>15}")
