@@ -227,11 +227,13 @@ from typing import Annotated, Literal
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
 
 from request_log import RequestLog
 
-with bentoml.importing():
-    import torch
+# torch is imported when the service starts (`__init__`), in the serving worker only: `bentoml serve` imports this
+# module in its parent process too, where importing torch made the server ready ~1 s later.
+torch = None
 
 MODEL_TAG = "$tag"
 MODEL_NAME = $name_literal
@@ -243,10 +245,20 @@ MAX_BATCH_SIZE = int(os.environ.get("AIWB_MAX_BATCH_SIZE", "$max_batch_size"))
 MAX_BODY_BYTES = int(os.environ.get("AIWB_MAX_BODY_BYTES", str(4 * 2**20)))
 REQUEST_LOG_DIR = os.environ.get("AIWB_REQUEST_LOG_DIR", $log_dir_literal)
 TORCH_THREADS = int(os.environ.get("AIWB_TORCH_THREADS", "1"))
+FAST_PATH = os.environ.get("AIWB_FAST_PATH", "1") != "0"  # 0: every request takes BentoML's own API path
+# OpenTelemetry's ASGI middleware cost /predict ~0.3 ms of CPU per request, as much as the rest of this service;
+# BentoML samples no traces by default. AIWB_TRACE_PREDICT=1 traces /predict again (with `tracing.sample_rate`).
+TRACE_PREDICT = os.environ.get("AIWB_TRACE_PREDICT", "0") == "1"
 
 $row_source
 
 $output_source
+
+class PredictRequest(BaseModel):
+    "The body of `POST /predict`; the fast path validates it with this model, compiled once at import."
+
+    rows: Annotated[list[Row], Field(min_length=1)]
+
 
 class Batcher:
     "Adaptive batching: rows of requests that are ready together go through the model in one call."
@@ -256,6 +268,7 @@ class Batcher:
         self.pending: list = []  # (vectors, future)
         self.rows = 0
         self.arriving = 0  # requests whose body is still being read (counted by the guard)
+        self.active = 0  # requests in the guard: one alone goes through the model at once, as without batching
         self.first = 0.0
         self.scheduled = False
         self.cpu_mark = time.process_time()
@@ -266,8 +279,8 @@ class Batcher:
         future = loop.create_future()
         self.pending.append((vectors, future))
         self.rows += len(vectors)
-        if self.rows >= self.max_batch_size and not self.scheduled:
-            self._flush_when_ready(loop)  # a full batch goes now
+        if not self.scheduled and (self.rows >= self.max_batch_size or self.active <= 1):
+            self._flush_when_ready(loop)  # a full batch, or no other request to wait for: it goes now
         elif not self.scheduled:
             self.scheduled, self.first = True, time.perf_counter()
             loop.call_soon(self._flush_when_ready, loop)
@@ -321,6 +334,17 @@ def _field_path(loc) -> str:
     return path or "body"
 
 
+def _validation_error(detail: list[dict]) -> tuple[int, dict]:
+    "pydantic's errors as a 400 (not JSON) or a 422 that names every field path."
+    errors = [{"field": _field_path(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")} for e in detail]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return 400, {"error": "the body is not valid JSON", "field": "body", "errors": errors}
+    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+    message = f"{len(errors)} invalid field(s): {text}{more}"
+    return 422, {"error": message, "field": errors[0]["field"] if errors else "body", "errors": errors}
+
+
 def _reshape_error(status: int, body: bytes) -> tuple[int, dict]:
     "BentoML's validation error as a 422 that names every field path; other errors keep their status."
     try:
@@ -331,15 +355,7 @@ def _reshape_error(status: int, body: bytes) -> tuple[int, dict]:
         data = data[0] if data and isinstance(data[0], dict) else {"error": str(data)}
     detail = data.get("detail") if isinstance(data, dict) else None
     if status == 400 and isinstance(detail, list):
-        errors = [
-            {"field": _field_path(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")} for e in detail
-        ]
-        if any(e["type"] == "json_invalid" for e in errors):
-            return 400, {"error": "the body is not valid JSON", "field": "body", "errors": errors}
-        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
-        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        message = f"{len(errors)} invalid field(s): {text}{more}"
-        return 422, {"error": message, "field": errors[0]["field"], "errors": errors}
+        return _validation_error(detail)
     return status, data if isinstance(data, dict) else {"error": str(data)}
 
 
@@ -347,14 +363,14 @@ def _prepare(record: dict) -> dict:
     "Runs in the request log's writer thread: the rows and predictions read from the raw bodies."
     body, response = record.pop("body", b""), record.pop("response", b"")
     if record["status"] == 200:
-        rows = json.loads(body)["rows"]
+        rows = from_json(body)["rows"]
         record["inputs"] = [{f: row.get(f) for f in FEATURES} for row in rows]
-        record["outputs"] = json.loads(response)["predictions"]
+        record["outputs"] = from_json(response)["predictions"]
         record["n"] = len(rows)
     else:
         record["inputs"], record["outputs"] = [], []
         try:
-            record["error"] = json.loads(response).get("error")
+            record["error"] = from_json(response).get("error")
         except (ValueError, AttributeError):
             record["error"] = response[:500].decode("utf-8", "replace")
     return record
@@ -371,14 +387,19 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         record = {"ts": time.time(), "request_id": uuid.uuid4().hex, "model": MODEL_NAME, "version": MODEL_VERSION,
-                  "n": 0, "cpu_ms": 0.0, "status": 500, "body": b"", "response": b"", "arriving": True}
-        if BATCHER is not None:
-            BATCHER.arriving += 1
+                  "n": 0, "cpu_ms": 0.0, "status": 500, "body": b"", "response": b""}
+        batcher = BATCHER
+        record["arriving"] = batcher is not None
+        if batcher is not None:
+            batcher.arriving += 1
+            batcher.active += 1
         try:
             await self._handle(scope, receive, send, record)
         finally:
-            if record.pop("arriving") and BATCHER is not None:
-                BATCHER.arriving -= 1
+            if record.pop("arriving"):
+                batcher.arriving -= 1
+            if batcher is not None:
+                batcher.active -= 1
             record["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             if SERVICE_LOG is not None:
                 SERVICE_LOG.put(record)
@@ -407,6 +428,8 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         record["body"] = body = b"".join(chunks)
+        if FAST_PATH and BATCHER is not None:
+            return await self._predict(send, record, body)
         replayed = False
 
         async def replay():
@@ -445,6 +468,30 @@ class RequestGuard:
         finally:
             CURRENT.reset(token)
 
+    @classmethod
+    async def _predict(cls, send, record, body: bytes) -> None:
+        "The fast path: the same JSON in and out as the API below, without BentoML's per-request IO machinery."
+        try:
+            rows = PredictRequest.model_validate_json(body).rows
+        except ValidationError as e:
+            return await cls._reply(send, record, *_validation_error(e.errors(include_url=False)))
+        if record["arriving"]:
+            record["arriving"] = False
+            BATCHER.arriving -= 1  # in the batch now: the batch need not wait for this request
+        try:
+            predictions, cpu_ms = await BATCHER.submit([encode(row) for row in rows])
+        except bentoml.exceptions.BentoMLException as e:
+            if e.error_code.value >= 500:
+                raise
+            return await cls._reply(send, record, e.error_code.value, {"error": str(e)})
+        record["cpu_ms"] = round(cpu_ms, 3)
+        answer = Predictions.model_construct(model=MODEL_NAME, version=MODEL_VERSION, predictions=predictions)
+        response = answer.model_dump_json().encode()
+        record["status"], record["response"] = 200, response
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(response)).encode())]})
+        await send({"type": "http.response.body", "body": response, "more_body": False})
+
     @staticmethod
     def _too_large(size: str) -> dict:
         return {"error": f"the body ({size} bytes) is over the limit of {MAX_BODY_BYTES} bytes: send fewer rows "
@@ -467,6 +514,7 @@ SERVICE_LOG: RequestLog | None = None
     workers=1,
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # every request is in the request log instead
+    tracing={"excluded_urls": [] if TRACE_PREDICT else ["/predict"]},
 )
 class $class_name:
     "Model `$name` version $version behind a contract-checked `predict`."
@@ -474,7 +522,9 @@ class $class_name:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        global BATCHER, SERVICE_LOG
+        global BATCHER, SERVICE_LOG, torch
+        with bentoml.importing():
+            import torch
         torch.set_num_threads(TORCH_THREADS)
         self.model = torch.jit.load(self.bento_model.path_of("model.ts")).eval()
         with torch.inference_mode():

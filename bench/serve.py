@@ -6,6 +6,7 @@ hand-written BentoML service with BentoML's defaults, (c) the service `aiwb pack
 
     python bench/serve.py                       # 10 s per concurrency level, c = 1, 8, 32
     python bench/serve.py --seconds 1 --concurrency 1,8 --variants a,c     # a smoke run
+    python bench/serve.py --variants a,c,c0,cb --after-load   # what batching and the fast path buy
 """
 
 from __future__ import annotations
@@ -274,6 +275,11 @@ LABELS = {
     "c": "(c) aiwb package",
     "d": "(d) mlflow models serve",
     "c0": "(c) batching off",
+    "cb": "(c) BentoML API path",
+}
+VARIANT_ENV = {  # (c) with one setting changed, to show what it buys
+    "c0": {"AIWB_MAX_BATCH_SIZE": "1", "AIWB_BATCHING_WINDOW_MS": "0"},
+    "cb": {"AIWB_FAST_PATH": "0"},  # every request through BentoML's IO descriptors, as before the fast path
 }
 
 
@@ -281,7 +287,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="load per concurrency level")
     ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--variants", default="a,b,c,d", help="a,b,c,d; c0 adds (c) with batching off")
+    ap.add_argument(
+        "--variants", default="a,b,c,d", help="a,b,c,d; c0 adds (c) with batching off, cb (c) without its fast path"
+    )
     ap.add_argument("--after-load", action="store_true", help="measure c=1 again after the highest concurrency")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
@@ -297,21 +305,23 @@ def main() -> None:
     log(f"preparing the model in {work} ...")
     ctx = prepare(work)
     results: dict[str, dict] = {}
-    for variant in args.variants.split(","):
-        extra = {"AIWB_MAX_BATCH_SIZE": "1", "AIWB_BATCHING_WINDOW_MS": "0"} if variant == "c0" else None
-        try:
-            proc, url, body = start(variant.rstrip("0"), ctx, work, extra)
-        except (RuntimeError, OSError) as e:
-            log(f"{LABELS[variant]}: skipped: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
-            continue
-        try:
-            results[variant] = {"ready_s": proc.ready_s}
-            plan = levels + ([1] if args.after_load and len(levels) > 1 else [])
-            for i, c in enumerate(plan):
-                key = f"{c}" if i < len(levels) else f"{c} after load"
+    running: dict[str, tuple] = {}  # all servers up at once: each level runs the variants back to back, so a
+    try:  # noisy neighbour on a shared machine skews the ratios far less than one variant after the other
+        for variant in args.variants.split(","):
+            try:
+                running[variant] = start(variant[0], ctx, work, VARIANT_ENV.get(variant))
+            except (RuntimeError, OSError) as e:
+                log(f"{LABELS[variant]}: skipped: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+                continue
+            results[variant] = {"ready_s": running[variant][0].ready_s}
+        plan = levels + ([1] if args.after_load and len(levels) > 1 else [])
+        for i, c in enumerate(plan):
+            key = f"{c}" if i < len(levels) else f"{c} after load"
+            for variant, (_, url, body) in running.items():
                 results[variant][key] = run_client(url, body, c, args.seconds)
                 log(f"{LABELS[variant]} c={key}: {results[variant][key]}")
-        finally:
+    finally:
+        for proc, _, _ in running.values():
             proc.stop()
     print(
         f"\nbreast-cancer MLP, 1 row per request, {args.seconds:g} s per level, one worker, 127.0.0.1, "
@@ -341,7 +351,7 @@ def main() -> None:
     print("\nready after start (s): " + ", ".join(f"{LABELS[v]} {r['ready_s']:.1f}" for v, r in results.items()))
     mid = str(levels[1] if len(levels) > 1 else levels[0])
     parts = []
-    for v in ("b", "c", "c0", "d"):
+    for v in ("b", "c", "c0", "cb", "d"):
         if v in results and "a" in results and mid in results[v]:
             r, a = results[v][mid], results["a"][mid]
             parts.append(f"{v}/a req/s {r['rps'] / a['rps']:.2f} p95 {r['p95'] / a['p95']:.2f}")

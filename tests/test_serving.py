@@ -144,6 +144,28 @@ def test_bad_input_is_4xx_naming_the_field(served, case):
         assert field in answer["error"], answer
 
 
+def test_fast_path_answers_as_the_bentoml_api_path(served, tmp_path):
+    "The guard's fast path and BentoML's own API path (AIWB_FAST_PATH=0) give the same answers, good and bad."
+    from aiworkbench.serving import Server, bentoml_env, free_port
+
+    build = Path(served["packaged"]["build_dir"])
+    env = {**bentoml_env(served["settings"]), "AIWB_FAST_PATH": "0"}
+    slow = Server(build, "127.0.0.1", free_port(), env)
+    slow.log_path = tmp_path / "serve.log"
+    cases = {"good": ({"rows": rows_of(served["df"], 5)}, "application/json")}
+    cases |= {k: (b, "application/json") for k, (b, _, _) in _bad_requests(served["df"]).items()}
+    cases["wrong content type"] = ("mean radius=1", "text/plain")
+    with slow.start():
+        for case, (body, media) in cases.items():
+            fast, api = post(served["url"], body, media), post(slow.url, body, media)
+            assert fast.status_code == api.status_code, (case, fast.text, api.text)
+            if fast.status_code == 200:
+                assert fast.json() == api.json(), case
+            else:
+                want = {k: api.json().get(k) for k in ("field", "errors")}
+                assert {k: fast.json().get(k) for k in ("field", "errors")} == want, (case, fast.text, api.text)
+
+
 def test_body_over_the_limit_is_413(served):
     good = rows_of(served["df"], 1)[0]
     big = json.dumps({"rows": [good] * 14_000}).encode()
