@@ -92,31 +92,38 @@ def latency_kpi(settings: Settings, now: float | None = None) -> dict:
 
 # %% ../nbs/33_kpis.ipynb #c9baa2fd
 def _cycles(settings: Settings, start: float, end: float) -> list[float]:
-    from aiworkbench.registry import history, list_models
+    "Deployment cycles (days) of the promotions to champion between `start` and `end`, from four queries in all."
+    import json
+
+    from aiworkbench.registry import HISTORY_PREFIX
     from aiworkbench.tracking import client
 
     c = client(settings)
+    history = {
+        m.name: sorted(
+            (json.loads(v) for k, v in m.tags.items() if k.startswith(HISTORY_PREFIX)), key=lambda e: e["seq"]
+        )
+        for m in c.search_registered_models(max_results=1000)
+    }
+    if not any(start <= e["when"] < end for entries in history.values() for e in entries):
+        return []
+    run_of = {(v.name, int(v.version)): v.run_id for v in c.search_model_versions(max_results=100_000)}
+    experiments = [e.experiment_id for e in c.search_experiments()]
+    runs = {r.info.run_id: r.info for r in c.search_runs(experiments, max_results=50_000)} if experiments else {}
     days = []
-    for model in list_models(settings):
+    for name, entries in history.items():
         previous = 0.0
-        for entry in history(model["name"], settings):
+        for entry in entries:
             if entry["alias"] != "champion" or entry["kind"] != "promote":
                 continue
-            if start <= entry["when"] < end:
-                try:
-                    mv = c.get_model_version(model["name"], str(entry["to"]))
-                    run = c.get_run(mv.run_id)
-                except Exception:  # noqa: BLE001 - a deleted version or run leaves no evidence for this promotion
-                    previous = entry["when"]
-                    continue
-                runs = c.search_runs(
-                    [run.info.experiment_id],
-                    filter_string=f"attributes.start_time > {int(previous * 1000)}",
-                    order_by=["attributes.start_time ASC"],
-                    max_results=1,
-                )
-                first = min([run.info.start_time, *(r.info.start_time for r in runs)]) / 1000
-                days.append(max(0.0, entry["when"] - first) / 86400)
+            info = runs.get(run_of.get((name, entry["to"])))
+            if info is not None and start <= entry["when"] < end:
+                since = [
+                    r.start_time
+                    for r in runs.values()
+                    if r.experiment_id == info.experiment_id and previous * 1000 < r.start_time <= entry["when"] * 1000
+                ]
+                days.append(max(0.0, entry["when"] - min([info.start_time, *since]) / 1000) / 86400)
             previous = entry["when"]
     return days
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 from .config import Settings, load_settings
 
 # %% auto #0
-__all__ = ['PHASES', 'Check', 'CHECKS', 'CI_FILES', 'NOTEBOOK_TESTS', 'Item', 'check', 'contracts_validated', 'runs_tracked',
-           'models_versioned', 'notebooks_in_ci', 'model_served', 'drift_monitored', 'retraining_scheduled',
-           'several_models_served', 'alerts_configured', 'onnx_exported', 'accelerated', 'phase_report']
+__all__ = ['PHASES', 'Check', 'CHECKS', 'CI_FILES', 'NOTEBOOK_TESTS', 'Item', 'Evidence', 'check', 'contracts_validated',
+           'runs_tracked', 'models_versioned', 'notebooks_in_ci', 'model_served', 'drift_monitored',
+           'retraining_scheduled', 'several_models_served', 'alerts_configured', 'onnx_exported', 'accelerated',
+           'phase_report']
 
 # %% ../nbs/34_phases.ipynb #c8ee0f4e
 PHASES = {0: "Getting started", 1: "Prototype", 2: "Production hardening", 3: "Enterprise scale", 4: "Optimization"}
@@ -32,7 +34,32 @@ class Item:
     next_step: str
 
 
-Check = Callable[[Settings], Item]
+class Evidence:
+    "What the checks look at, each read once: the panel asks for the phase often, and checks share the registry."
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def runs(self) -> list[dict]:
+        from aiworkbench.tracking import list_runs
+
+        return list_runs(self.settings, limit=200)
+
+    @cached_property
+    def versions(self) -> list:
+        from aiworkbench.tracking import client
+
+        return client(self.settings).search_model_versions(max_results=100_000)
+
+    @cached_property
+    def served(self) -> list[str]:
+        from aiworkbench.kpis import served_models
+
+        return served_models(self.settings)
+
+
+Check = Callable[[Evidence], Item]
 CHECKS: list[Check] = []
 
 
@@ -43,7 +70,8 @@ def check(fn: Check) -> Check:
 
 # %% ../nbs/34_phases.ipynb #ce578196
 @check
-def contracts_validated(s: Settings) -> Item:
+def contracts_validated(ev: Evidence) -> Item:
+    s = ev.settings
     from aiworkbench.datasets import validation_history
 
     contracts = sorted(s.path(s.paths.contracts_dir).glob("*.yaml"))
@@ -68,33 +96,27 @@ def contracts_validated(s: Settings) -> Item:
 
 
 @check
-def runs_tracked(s: Settings) -> Item:
-    from aiworkbench.tracking import list_runs
-
-    runs = list_runs(s, limit=200)
-    with_lineage = [r for r in runs if "aiwb.data.fingerprint" in r["lineage"]]
+def runs_tracked(ev: Evidence) -> Item:
+    with_lineage = [r for r in ev.runs if "aiwb.data.fingerprint" in r["lineage"]]
     return Item(
         1,
         "tracking",
         "Training runs are tracked with data lineage",
         bool(with_lineage),
-        f"{len(with_lineage)} of the latest {len(runs)} runs carry a data fingerprint",
+        f"{len(with_lineage)} of the latest {len(ev.runs)} runs carry a data fingerprint",
         "" if with_lineage else "train through aiworkbench: `aiwb train DATA --contract C.yaml`",
     )
 
 
 @check
-def models_versioned(s: Settings) -> Item:
-    from aiworkbench.registry import list_models
-
-    models = list_models(s)
-    versions = sum(m["versions"] for m in models)
+def models_versioned(ev: Evidence) -> Item:
+    versions, models = len(ev.versions), len({v.name for v in ev.versions})
     return Item(
         1,
         "registry",
         "Models are versioned in the registry",
         versions > 0,
-        f"{len(models)} model(s), {versions} version(s)",
+        f"{models} model(s), {versions} version(s)",
         "" if versions else "register a model: `aiwb train ... --register NAME`",
     )
 
@@ -104,7 +126,8 @@ NOTEBOOK_TESTS = ("nbdev-test", "nbdev_test", "nbval", "aiwb jobs run", "papermi
 
 
 @check
-def notebooks_in_ci(s: Settings) -> Item:
+def notebooks_in_ci(ev: Evidence) -> Item:
+    s = ev.settings
     found = []
     for pattern in CI_FILES:
         for f in s.root.glob(pattern):
@@ -121,10 +144,8 @@ def notebooks_in_ci(s: Settings) -> Item:
 
 
 @check
-def model_served(s: Settings) -> Item:
-    from aiworkbench.kpis import served_models
-
-    served = served_models(s)
+def model_served(ev: Evidence) -> Item:
+    served = ev.served
     return Item(
         2,
         "serving",
@@ -136,10 +157,9 @@ def model_served(s: Settings) -> Item:
 
 
 @check
-def drift_monitored(s: Settings) -> Item:
-    from aiworkbench.kpis import served_models
-
-    served = served_models(s)
+def drift_monitored(ev: Evidence) -> Item:
+    s = ev.settings
+    served = ev.served
     horizon = time.time() - s.kpi.window_days * 86400
     watched = [
         m for m in served if any(p.stat().st_mtime >= horizon for p in (s.state_dir / "monitoring" / m).glob("*.json"))
@@ -157,7 +177,8 @@ def drift_monitored(s: Settings) -> Item:
 
 # %% ../nbs/34_phases.ipynb #cb3b0641
 @check
-def retraining_scheduled(s: Settings) -> Item:
+def retraining_scheduled(ev: Evidence) -> Item:
+    s = ev.settings
     from aiworkbench.jobstore import list_jobs
 
     jobs = [j for j in list_jobs(s) if j.get("cron")]
@@ -181,10 +202,8 @@ def retraining_scheduled(s: Settings) -> Item:
 
 
 @check
-def several_models_served(s: Settings) -> Item:
-    from aiworkbench.kpis import served_models
-
-    served = served_models(s)
+def several_models_served(ev: Evidence) -> Item:
+    served = ev.served
     return Item(
         3,
         "models",
@@ -196,7 +215,8 @@ def several_models_served(s: Settings) -> Item:
 
 
 @check
-def alerts_configured(s: Settings) -> Item:
+def alerts_configured(ev: Evidence) -> Item:
+    s = ev.settings
     ok = bool(s.monitoring.alert_command.strip())
     return Item(
         3,
@@ -209,16 +229,8 @@ def alerts_configured(s: Settings) -> Item:
 
 # %% ../nbs/34_phases.ipynb #713e427d
 @check
-def onnx_exported(s: Settings) -> Item:
-    from aiworkbench.tracking import client
-
-    c = client(s)
-    tagged = [
-        f"{v.name}/{v.version}"
-        for m in c.search_registered_models(max_results=200)
-        for v in c.search_model_versions(f"name='{m.name}'")
-        if "aiwb.onnx" in (v.tags or {})
-    ]
+def onnx_exported(ev: Evidence) -> Item:
+    tagged = [f"{v.name}/{v.version}" for v in ev.versions if "aiwb.onnx" in (v.tags or {})]
     return Item(
         4,
         "onnx",
@@ -233,12 +245,10 @@ def onnx_exported(s: Settings) -> Item:
 
 
 @check
-def accelerated(s: Settings) -> Item:
-    from aiworkbench.tracking import list_runs
-
+def accelerated(ev: Evidence) -> Item:
     runs = [
         r
-        for r in list_runs(s, limit=200)
+        for r in ev.runs
         if r["params"].get("accelerator", "") in ("gpu", "cuda", "mps")
         or r["params"].get("devices_used", "").startswith(("cuda", "gpu"))
     ]
@@ -255,7 +265,8 @@ def accelerated(s: Settings) -> Item:
 def phase_report(settings: Settings | None = None) -> dict:
     "The checklist, the phase reached (the highest whose items and all earlier ones hold) and the next step."
     settings = settings or load_settings()
-    items = [fn(settings) for fn in CHECKS]
+    evidence = Evidence(settings)
+    items = [fn(evidence) for fn in CHECKS]
     phase = 0
     for p in (1, 2, 3, 4):
         if all(i.ok for i in items if i.phase <= p):
