@@ -91,41 +91,50 @@ def latency_kpi(settings: Settings, now: float | None = None) -> dict:
     )
 
 # %% ../nbs/33_kpis.ipynb #c9baa2fd
+_CYCLES: dict[tuple[str, str, int], float | None] = {}  # (project, model, history seq) -> days; never changes
+
+
 def _cycles(settings: Settings, start: float, end: float) -> list[float]:
-    "Deployment cycles (days) of the promotions to champion between `start` and `end`, from four queries in all."
+    "Deployment cycles (days) of the promotions to champion between `start` and `end`."
     import json
 
     from aiworkbench.registry import HISTORY_PREFIX
     from aiworkbench.tracking import client
 
-    c = client(settings)
+    c, root = client(settings), str(settings.root)
     history = {
         m.name: sorted(
             (json.loads(v) for k, v in m.tags.items() if k.startswith(HISTORY_PREFIX)), key=lambda e: e["seq"]
         )
         for m in c.search_registered_models(max_results=1000)
     }
-    if not any(start <= e["when"] < end for entries in history.values() for e in entries):
-        return []
-    run_of = {(v.name, int(v.version)): v.run_id for v in c.search_model_versions(max_results=100_000)}
-    experiments = [e.experiment_id for e in c.search_experiments()]
-    runs = {r.info.run_id: r.info for r in c.search_runs(experiments, max_results=50_000)} if experiments else {}
-    days = []
-    for name, entries in history.items():
-        previous = 0.0
-        for entry in entries:
-            if entry["alias"] != "champion" or entry["kind"] != "promote":
-                continue
-            info = runs.get(run_of.get((name, entry["to"])))
-            if info is not None and start <= entry["when"] < end:
+    promotions = [
+        (name, e)
+        for name, entries in history.items()
+        for e in entries
+        if e["alias"] == "champion" and e["kind"] == "promote"
+    ]
+    wanted = [(name, e) for name, e in promotions if start <= e["when"] < end]
+    if any((root, name, e["seq"]) not in _CYCLES for name, e in wanted):
+        # a promotion's cycle depends only on runs that started before it, so it is computed once and kept
+        run_of = {(v.name, int(v.version)): v.run_id for v in c.search_model_versions(max_results=100_000)}
+        experiments = [x.experiment_id for x in c.search_experiments()]
+        runs = {r.info.run_id: r.info for r in c.search_runs(experiments, max_results=50_000)} if experiments else {}
+        previous: dict[str, float] = {}
+        for name, e in promotions:
+            info = runs.get(run_of.get((name, e["to"])))
+            before = previous.get(name, 0.0)
+            if info is None:
+                _CYCLES.setdefault((root, name, e["seq"]), None)
+            elif (root, name, e["seq"]) not in _CYCLES:
                 since = [
                     r.start_time
                     for r in runs.values()
-                    if r.experiment_id == info.experiment_id and previous * 1000 < r.start_time <= entry["when"] * 1000
+                    if r.experiment_id == info.experiment_id and before * 1000 < r.start_time <= e["when"] * 1000
                 ]
-                days.append(max(0.0, entry["when"] - min([info.start_time, *since]) / 1000) / 86400)
-            previous = entry["when"]
-    return days
+                _CYCLES[(root, name, e["seq"])] = max(0.0, e["when"] - min([info.start_time, *since]) / 1000) / 86400
+            previous[name] = e["when"]
+    return [d for name, e in wanted if (d := _CYCLES.get((root, name, e["seq"]))) is not None]
 
 
 def deployment_cycle_kpi(settings: Settings, now: float | None = None) -> dict:
