@@ -57,6 +57,13 @@ function NoData({ error, what }: { error?: ApiError; what: string }): JSX.Elemen
   return <ErrorLine error={error} />;
 }
 
+const PHASE_NAMES: Record<number, string> = {
+  1: 'Prototype',
+  2: 'Production hardening',
+  3: 'Enterprise scale',
+  4: 'Optimization'
+};
+
 function PhaseSection({ tick }: { tick: number }): JSX.Element {
   const { data, error } = useApi<Phase>('phase', tick);
   return (
@@ -70,33 +77,69 @@ function PhaseSection({ tick }: { tick: number }): JSX.Element {
           <div className="aiwb-phase-name">
             Phase <span className="aiwb-phase-number">{data.phase}</span>: {data.name}
           </div>
-          <ul className="aiwb-checklist">
-            {data.items.map(item => (
-              <li
-                key={item.key}
-                className={item.ok ? 'aiwb-ok' : 'aiwb-todo'}
-                title={JSON.stringify(item.evidence)}
-              >
-                <span className="aiwb-mark">{item.ok ? '✔' : '○'}</span> {item.phase}. {item.title}
-                {!item.ok && item.next_step ? (
-                  <div className="aiwb-next">{item.next_step}</div>
-                ) : null}
-              </li>
-            ))}
-          </ul>
           {data.next_step ? <div className="aiwb-next-step">Next: {data.next_step}</div> : null}
+          {[1, 2, 3, 4].map(p => {
+            const items = data.items.filter(item => item.phase === p);
+            const done = items.filter(item => item.ok).length;
+            return (
+              <details key={p} className="aiwb-phase-group" open={p === data.phase + 1}>
+                <summary>
+                  <span className={done === items.length ? 'aiwb-ok' : 'aiwb-todo'}>
+                    <span className="aiwb-mark">{done === items.length ? '✔' : '○'}</span>
+                  </span>{' '}
+                  {p}. {PHASE_NAMES[p]} ({done}/{items.length})
+                </summary>
+                <ul className="aiwb-checklist">
+                  {items.map(item => (
+                    <li
+                      key={item.key}
+                      className={item.ok ? 'aiwb-ok' : 'aiwb-todo'}
+                      title={String(item.evidence ?? '')}
+                    >
+                      <span className="aiwb-mark">{item.ok ? '✔' : '○'}</span> {item.title}
+                      <div className="aiwb-evidence">{String(item.evidence ?? '')}</div>
+                      {!item.ok && item.next_step ? (
+                        <div className="aiwb-next">{item.next_step}</div>
+                      ) : null}
+                    </li>
+                  ))}
+                </ul>
+              </details>
+            );
+          })}
         </>
       )}
     </section>
   );
 }
 
+/** A KPI value in words a person reads at a glance (mirrors the CLI). */
 function formatValue(value: number | null, unit?: string | null): string {
   if (value === null || value === undefined) {
     return '—';
   }
+  if (unit === 'days' && value < 1) {
+    const hours = value * 24;
+    return hours >= 1 ? `${hours.toPrecision(2)} hours` : `${Math.round(value * 86400)} seconds`;
+  }
+  if (!unit) {
+    return `${(value * 100).toFixed(0)}%`;
+  }
+  if (unit === 'USD') {
+    return `$${value.toPrecision(3)}`;
+  }
   const shown = Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3);
-  return unit ? `${shown} ${unit}` : shown;
+  return `${shown} ${unit}`;
+}
+
+function formatTrend(trend: unknown): string {
+  if (!trend || typeof trend !== 'object') {
+    return '';
+  }
+  const change = (trend as { change?: number }).change;
+  return typeof change === 'number'
+    ? `${change >= 0 ? '+' : ''}${(change * 100).toFixed(0)}% vs previous`
+    : '';
 }
 
 function KpiSection({ tick }: { tick: number }): JSX.Element {
@@ -107,25 +150,26 @@ function KpiSection({ tick }: { tick: number }): JSX.Element {
       {!data ? (
         <NoData error={error} what="KPIs" />
       ) : (
-        <table className="aiwb-table">
-          <tbody>
-            {data.kpis.map(k => (
-              <tr
-                key={k.key}
-                className={`aiwb-kpi aiwb-status-${k.status.replace(' ', '-')}`}
-                data-kpi={k.key}
-              >
-                <td className="aiwb-kpi-title">{k.title}</td>
-                <td className="aiwb-kpi-value">{formatValue(k.value, k.unit)}</td>
-                <td className="aiwb-kpi-target">target {String(k.target ?? '—')}</td>
-                <td className="aiwb-kpi-status">{k.status}</td>
-                <td className="aiwb-kpi-trend">
-                  {k.trend === undefined || k.trend === null ? '' : String(k.trend)}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <div>
+          {data.kpis.map(k => (
+            <div
+              key={k.key}
+              className={`aiwb-kpi aiwb-status-${k.status.replace(' ', '-')}`}
+              data-kpi={k.key}
+              title={String(k.evidence ?? '')}
+            >
+              <div className="aiwb-kpi-head">
+                <span className="aiwb-kpi-title">{k.title}</span>
+                <span className="aiwb-kpi-status">{k.status}</span>
+              </div>
+              <div className="aiwb-kpi-line">
+                <span className="aiwb-kpi-value">{formatValue(k.value, k.unit)}</span>
+                <span className="aiwb-kpi-target"> · target {String(k.target ?? '—')}</span>
+                <span className="aiwb-kpi-trend"> {formatTrend(k.trend)}</span>
+              </div>
+            </div>
+          ))}
+        </div>
       )}
       {data && error ? <ErrorLine error={error} /> : null}
     </section>
