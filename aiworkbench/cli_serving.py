@@ -19,7 +19,7 @@ __all__ = ['package_command', 'serve_command']
 @app.command("package")
 def package_command(
     ref: Annotated[str, typer.Argument(help="Model version: NAME@ALIAS (e.g. churn@champion) or NAME/VERSION.")],
-    out: Annotated[Path | None, typer.Option(help="Build directory (default: <state_dir>/bentos/<name>-v<N>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Build directory (default: <project>/bentos/<name>-v<N>).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     "Package a registered model version as a BentoML service (service.py, bentofile.yaml, contract)."

@@ -103,11 +103,11 @@ def _record_event(name: str, settings: Settings, outcome: dict) -> dict:
 def run_retraining(name: str, event: str, settings: Settings) -> dict:
     "Run the retraining notebook for `event` once (idempotent on the event) and return the job run."
     from aiworkbench.jobstore import submit_run
-    from aiworkbench.runner import _wait, adhoc_job
+    from aiworkbench.runner import adhoc_job, wait_for_run
 
     job = adhoc_job(settings.monitoring.retrain_notebook, settings)
     run = submit_run(job, settings, parameters={"model_name": name, "trigger": event}, idempotency_key=event)
-    return _wait(run, settings, progress=False)
+    return wait_for_run(run, settings)
 
 # %% ../nbs/32_monitoring.ipynb #b43961bb
 def _gate_and_promote(name: str, event: str, run: dict, champion, settings: Settings) -> dict:

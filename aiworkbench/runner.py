@@ -33,7 +33,7 @@ from aiworkbench.jobstore import (
 
 # %% auto #0
 __all__ = ['fast_imports', 'kernel_env', 'start_kernel', 'kernel_pid', 'set_kernel_env', 'stop_kernel', 'output_path',
-           'execute_run', 'first_error', 'nbformat_from', 'stop_running', 'scheduler_info', 'adhoc_job', 'run_notebook']
+           'execute_run', 'first_error', 'nbformat_from', 'scheduler_info', 'adhoc_job', 'wait_for_run', 'run_notebook']
 
 # %% ../nbs/22_runner.ipynb #fc19a2f2
 def fast_imports() -> None:
@@ -237,7 +237,6 @@ def execute_run(
         )
         watchdog = _Watchdog(run, settings, kernel_pid(km))
         watchdog.start()
-        _running[run["id"]] = watchdog
         mlflow_client, mlflow_id = _mlflow_run(run, settings, nb_hash)
         update_run(run["id"], settings, mlflow_run_id=mlflow_id)
         set_kernel_env(
@@ -279,7 +278,6 @@ def execute_run(
     finally:
         if watchdog is not None:
             watchdog.done.set()
-            _running.pop(run["id"], None)
         if km is not None:
             stop_kernel(km)
     if not out.exists():  # failed before papermill wrote anything: keep the input as the output
@@ -294,9 +292,6 @@ def execute_run(
         except Exception as e:  # noqa: BLE001 - the run's own state is recorded either way
             fields["error_message"] = (fields.get("error_message") or "") + f" (MLflow logging failed: {e})"
     return finish_run(run["id"], status, settings, output_path=str(out), **fields)
-
-
-_running: dict[str, _Watchdog] = {}
 
 
 def first_error(path: Path) -> dict | None:
@@ -314,12 +309,6 @@ def nbformat_from(nb_json: dict):
     import nbformat
 
     return nbformat.reads(json.dumps(nb_json), as_version=4)
-
-
-def stop_running() -> None:
-    "Kill the kernels of the runs this process is executing (they end `failed`, error `Interrupted`)."
-    for w in list(_running.values()):
-        w.stop_requested.set()
 
 # %% ../nbs/22_runner.ipynb #05a30940
 def scheduler_info(settings: Settings) -> dict | None:
@@ -347,7 +336,7 @@ def adhoc_job(notebook: str | Path, settings: Settings) -> dict:
             return get_job(name, settings)
 
 
-def _wait(run: dict, settings: Settings, progress: bool) -> dict:
+def wait_for_run(run: dict, settings: Settings, progress: bool = False) -> dict:
     "Wait for a run a scheduler executes; print `cell i/n` as it moves."
     shown = None
     while True:
@@ -393,7 +382,7 @@ def run_notebook(
     run = submit_run(job, settings, parameters=parameters, timeout_s=timeout_s, retries=retries)
     use_scheduler = not local and scheduler_info(settings) is not None
     while True:
-        run = _wait(run, settings, progress) if use_scheduler else _execute_here(run, settings, progress)
+        run = wait_for_run(run, settings, progress) if use_scheduler else _execute_here(run, settings, progress)
         retry = next_attempt(run["id"], settings)
         if retry is None:
             return run
