@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 # %% auto #0
 __all__ = ['PACKAGES', 'ensure_store', 'client', 'use_store', 'experiment_id', 'package_versions', 'lineage_tags', 'start_run',
-           'MetricBuffer', 'run_summary', 'list_runs', 'get_run']
+           'MetricBuffer', 'artifact_location', 'download', 'model_meta', 'load_pytorch', 'run_summary', 'list_runs',
+           'get_run']
 
 # %% ../nbs/12_tracking.ipynb #13c1b660
 def ensure_store(settings: Settings | None = None) -> str:
@@ -207,6 +209,53 @@ class MetricBuffer:
         while self.pending:
             batch, self.pending = self.pending[: self.MAX_BATCH], self.pending[self.MAX_BATCH :]
             self.client.log_batch(self.run_id, metrics=batch)
+
+# %% ../nbs/12_tracking.ipynb #579eb968
+def artifact_location(uri: str, *, settings: Settings) -> str:
+    "Where the artifacts behind a `models:/` (logged model id, `name/version`, `name@alias`) or `runs:/` URI live."
+    from mlflow.exceptions import MlflowException
+
+    c = client(settings)
+    try:
+        if uri.startswith("models:/"):
+            rest = uri.removeprefix("models:/").strip("/")
+            if rest.startswith("m-") and "/" not in rest:
+                return c.get_logged_model(rest).artifact_location
+            if "@" in rest.split("/")[0]:
+                name, alias = rest.split("/")[0].split("@", 1)
+                return artifact_location(c.get_model_version_by_alias(name, alias).source, settings=settings)
+            name, version = rest.split("/")[:2]
+            return artifact_location(c.get_model_version(name, version).source, settings=settings)
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            return c.get_run(run_id).info.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
+    except MlflowException as e:
+        store = settings.tracking_uri
+        raise NotFound(f"cannot resolve `{uri}` in the project's store `{store}`: {e.message}") from None
+    return uri
+
+
+def download(uri: str, *, settings: Settings, dst: str | os.PathLike | None = None) -> Path:
+    "A local path for `uri` (`models:/`, `runs:/`, `mlflow-artifacts:/`, a file URI), via the project's store."
+    from mlflow.artifacts import download_artifacts
+
+    store = ensure_store(settings)
+    location = artifact_location(uri, settings=settings)
+    return Path(download_artifacts(artifact_uri=location, dst_path=dst, tracking_uri=store, registry_uri=store))
+
+
+def model_meta(uri: str, *, settings: Settings):
+    "The `MLmodel` of a logged model (flavors, signature, `metadata`), read through the project's store."
+    from mlflow.models import Model
+
+    return Model.load(download(uri, settings=settings))
+
+
+def load_pytorch(uri: str, *, settings: Settings):
+    "`mlflow.pytorch.load_model` of a model via the project's store."
+    import mlflow.pytorch
+
+    return mlflow.pytorch.load_model(str(download(uri, settings=settings)))
 
 # %% ../nbs/12_tracking.ipynb #4f7b4ac8
 def run_summary(run) -> dict:
