@@ -5,6 +5,7 @@
 # %% ../nbs/03_jsonl.ipynb #41cdcd29
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -20,11 +21,28 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # writers take turns; readers need no lock
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = _mend_torn_tail(fd, size) + line
         os.write(fd, line)
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+def _mend_torn_tail(fd: int, size: int) -> bytes:
+    "What to write before the next record when the file does not end with a newline (a writer died mid-line)."
+    start = max(0, size - 1_048_576)
+    tail = os.pread(fd, size - start, start)
+    cut = tail.rfind(b"\n") + 1
+    try:
+        json.loads(tail[cut:])
+        return b"\n"  # a whole record that lacks only its newline: keep it
+    except ValueError:
+        os.ftruncate(fd, start + cut)  # a fragment that never was a record: drop it, so no bad line stays behind
+        return b""
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
