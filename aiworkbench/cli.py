@@ -16,8 +16,9 @@ from . import __version__
 from .errors import WorkbenchError
 
 # %% auto #0
-__all__ = ['app', 'data_app', 'JsonFlag', 'load_commands', 'main', 'version', 'init', 'quickstart', 'settings', 'data_infer',
-           'data_validate', 'data_diff', 'data_fingerprint']
+__all__ = ['app', 'data_app', 'JsonFlag', 'EXIT_PROBLEM', 'EXIT_UNUSABLE', 'EXIT_UNEXPECTED', 'load_commands', 'command_of',
+           'report_unexpected', 'main', 'version', 'init', 'quickstart', 'settings', 'data_infer', 'data_validate',
+           'data_diff', 'data_fingerprint']
 
 # %% ../nbs/42_cli.ipynb #c6106a3c
 app = typer.Typer(
@@ -31,6 +32,8 @@ data_app = typer.Typer(help="Data contracts: infer, validate, diff, fingerprint.
 app.add_typer(data_app, name="data")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+EXIT_PROBLEM, EXIT_UNUSABLE, EXIT_UNEXPECTED = 1, 2, 3  # 0 is success
 
 
 def _print_json(obj) -> None:
@@ -61,9 +64,67 @@ def load_commands() -> None:
         if module.name.startswith("cli_"):
             importlib.import_module(f"aiworkbench.{module.name}")
 
+# %% ../nbs/42_cli.ipynb #7f3c2a11
+def command_of(argv: list[str]) -> str:
+    "The command an argument list names, as typed (`aiwb models promote`), read from the app's own command tree."
+    import typer.main
+
+    command, words = typer.main.get_command(app), ["aiwb"]
+    for arg in argv:
+        sub = getattr(command, "commands", {}).get(arg)  # only groups have subcommands
+        if sub is None:
+            break
+        command = sub
+        words.append(arg)
+    return " ".join(words)
+
+
+def _log_dirs() -> list[Path]:
+    "Where a traceback may go, best first: the project's `<state_dir>/logs`, then `aiwb-logs/` in the temp folder."
+    import tempfile
+
+    from aiworkbench.config import load_settings
+
+    fallback = Path(tempfile.gettempdir()) / "aiwb-logs"
+    try:
+        return [load_settings().state_dir / "logs", fallback]
+    except Exception:  # noqa: BLE001 - no project here, or its settings are the broken part
+        return [fallback]
+
+
+def report_unexpected(error: BaseException, argv: list[str]) -> dict:
+    "Write `error`'s traceback to a log file; the JSON error naming the command, the error and that file."
+    import os
+    import time
+    import traceback
+
+    command = command_of(argv)
+    text = f"$ aiwb {' '.join(argv)}\n\n" + "".join(traceback.format_exception(error))
+    log = None
+    for folder in _log_dirs():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            log = folder / f"aiwb-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+            log.write_text(text, encoding="utf-8")
+            break
+        except OSError:
+            log = None
+    what = " ".join(f"{type(error).__name__}: {error}".split())  # one line, whatever the error's text holds
+    what = what if len(what) <= 200 else what[:197] + "..."
+    where = f"traceback in {log}" if log else "no log file could be written"
+    return {
+        "error": "UnexpectedError",
+        "status": 500,
+        "message": f"{command} failed unexpectedly ({what}); {where}; this is a bug or a broken environment, "
+        "not your input: please report it with the log",
+        "command": command,
+        "exception": type(error).__name__,
+        "log": str(log) if log else None,
+    }
+
 
 def main() -> None:
-    "Entry point of `aiwb`: runs the app and turns a `WorkbenchError` into its message and exit code 2."
+    "Entry point of `aiwb`: a `WorkbenchError` exits 2 with its message; any other error exits 3, its traceback logged."
     load_commands()
     try:
         app()
@@ -72,7 +133,13 @@ def main() -> None:
             _print_json(e.to_dict())
         else:
             sys.stderr.write(f"error: {e}\n")
-        sys.exit(2)
+        sys.exit(EXIT_UNUSABLE)
+    except Exception as e:  # noqa: BLE001 - the last resort: whatever it was, the user gets one line and a log
+        report = report_unexpected(e, sys.argv[1:])
+        if "--json" in sys.argv:
+            _print_json(report)
+        sys.stderr.write(f"error: {report['message']}\n")
+        sys.exit(EXIT_UNEXPECTED)
 
 # %% ../nbs/42_cli.ipynb #22b946f8
 @app.command()

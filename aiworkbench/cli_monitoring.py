@@ -80,13 +80,26 @@ def phase(as_json: JsonFlag = False) -> None:
     console.print(f"next: {escape(report['next_step'])}", soft_wrap=True)
 
 # %% ../nbs/46_cli_monitoring.ipynb #89dce897
+def _retraining_line(r: dict) -> str:
+    "What the retraining did, in one line."
+    again = " (this drift event was handled before)" if r.get("repeated") else ""
+    if r["outcome"] == "promoted":
+        return f"retraining: challenger v{r['challenger']} beat champion v{r['champion']} and was promoted{again}"
+    why = " ".join(str(r.get("why", "")).split())
+    tried = f"challenger v{r['challenger']} " if r.get("challenger") else ""
+    return f"retraining: {tried}kept champion v{r['champion']}{again}: {why}"
+
+
 @app.command()
 def monitor(
     name: Annotated[str, typer.Argument(help="Registered model whose served traffic to check.")],
     retrain: Annotated[bool, typer.Option(help="On drift, run the retraining job and gate its result.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    "Judge the latest served traffic for drift; on drift alert and retrain. Exit 1 on drift, 0 otherwise."
+    """Judge the latest served traffic for drift; on drift alert and retrain.
+
+    Exit 0: no drift, or too few rows for a verdict; 1: drift; 2: an unknown model or alias, no traffic served yet,
+    a champion without a drift reference or a retrained model without its contract."""
     from rich.markup import escape
 
     from aiworkbench.monitoring import monitor as run_monitor
@@ -98,10 +111,7 @@ def monitor(
         console = _console()
         colour = {"drift": "red", "no drift": "green"}.get(result["verdict"], "yellow")
         console.print(f"[{colour}]{result['verdict']}[/]: {escape(result['message'])}", soft_wrap=True)
-        if result["report"]["html"]:
-            console.print(f"report: {result['report']['html']}", soft_wrap=True)
+        console.print(f"report: {result['report']['html'] or result['report']['json']}", soft_wrap=True)
         if "retraining" in result:
-            r = result["retraining"]
-            again = " (this drift event was handled before)" if r.get("repeated") else ""
-            console.print(f"retraining: {escape(r['outcome'])}{again}; {escape(r.get('why', ''))}", soft_wrap=True)
+            console.print(escape(_retraining_line(result["retraining"])), soft_wrap=True)
     raise typer.Exit(1 if result["verdict"] == "drift" else 0)

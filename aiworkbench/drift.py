@@ -180,6 +180,12 @@ def _categorical_drift(ref: FeatureReference, s: pd.Series, psi_threshold: float
     return out
 
 # %% ../nbs/31_drift.ipynb #380f3419
+def _listed(names: list[str], limit: int = 5) -> str:
+    "`a, b, c and 25 more`: a few names, never a wall of them."
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 @dataclass
 class DriftReport:
     "Per-feature drift and the dataset verdict."
@@ -196,6 +202,13 @@ class DriftReport:
     def drifted(self) -> list[str]:
         return [f.feature for f in self.features if f.drifted]
 
+    def worst(self, n: int | None = 3) -> list[FeatureDrift]:
+        "The drifted features, worst first (highest PSI, then test statistic); the first `n` (all for None)."
+        ranked = sorted(
+            (f for f in self.features if f.drifted), key=lambda f: (f.psi or 0.0, f.statistic or 0.0), reverse=True
+        )
+        return ranked if n is None else ranked[:n]
+
     def to_dict(self) -> dict:
         def clean(v):
             return None if isinstance(v, float) and not math.isfinite(v) else v
@@ -206,6 +219,7 @@ class DriftReport:
             "message": self.message,
             "n_current": self.n_current,
             "drifted": self.drifted,
+            "worst": [f.feature for f in self.worst(None)],
             "missing": self.missing,
             "reference": self.reference,
             "window": self.window,
@@ -221,6 +235,7 @@ def drift_report(
     drift_share: float = 0.3,
     min_rows: int = 100,
     window: dict | None = None,  # what the window was (times, rows), recorded in the report
+    top: int = 3,  # the message names this many of the worst drifted features
 ) -> DriftReport:
     "Judge every feature of `reference` on `current`; see the module text for the rules."
     n = len(current)
@@ -239,8 +254,8 @@ def drift_report(
     present = [f for name, f in reference.features.items() if name in current.columns]
     if not present:
         raise InvalidInput(
-            f"the window has none of the reference's features ({', '.join(reference.features)}); "
-            f"its columns: {', '.join(map(str, current.columns))}",
+            f"the window has none of the reference's features ({_listed(list(reference.features))}); "
+            f"its columns: {_listed(list(map(str, current.columns)))}",
             field="features",
         )
 
@@ -253,14 +268,17 @@ def drift_report(
     judged = [f for f in features if f.p_value is not None]
     share = sum(f.drifted for f in judged) / max(len(judged), 1)
     verdict = "drift" if judged and share >= drift_share else "no drift"
-    drifted = [f.feature for f in features if f.drifted]
-    message = (
-        f"{len(drifted)} of {len(judged)} features drifted ({share:.0%}; the dataset drifts at "
-        f"{drift_share:.0%})" + (f": {', '.join(drifted)}" if drifted else "")
+    report = DriftReport(verdict, n, features, missing, "", reference.contract, window)
+    n_drifted = len(report.drifted)
+    report.message = (
+        f"{n_drifted} of {len(judged)} features drifted ({share:.0%}; the dataset drifts at {drift_share:.0%})"
     )
+    if n_drifted:
+        worst = ", ".join(f"{f.feature} (PSI {f.psi:.2f})" for f in report.worst(top))
+        report.message += f"; worst: {worst}" + (f" and {n_drifted - top} more" if n_drifted > top else "")
     if missing:
-        message += f"; missing from the window: {', '.join(missing)}"
-    return DriftReport(verdict, n, features, missing, message, reference.contract, window)
+        report.message += f"; missing from the window: {_listed(missing)}"
+    return report
 
 # %% ../nbs/31_drift.ipynb #2440f513
 def _plot(ref: FeatureReference, s: pd.Series) -> str:

@@ -12,37 +12,44 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings, load_settings
-from .errors import NotFound
+from .errors import InvalidInput, NotFound
+from .jsonl import append_jsonl, read_jsonl
 
 # %% auto #0
-__all__ = ['load_reference', 'current_window', 'alert', 'handled_events', 'run_retraining', 'retrain_on_drift', 'monitor']
+__all__ = ['load_reference', 'current_window', 'alert', 'alerts', 'handled_events', 'run_retraining', 'model_contract',
+           'retrain_on_drift', 'monitor']
 
 # %% ../nbs/32_monitoring.ipynb #5c8e5f3c
 def load_reference(name: str, version: str | int, settings: Settings):
-    "The drift reference logged with model `name` version `version`."
-    import mlflow
-
+    "The drift reference logged with model `name` version `version` (read through the project's store)."
     from aiworkbench.drift import Reference
     from aiworkbench.registry import resolve_version
-    from aiworkbench.tracking import use_store
+    from aiworkbench.tracking import download
 
-    use_store(settings)
     mv = resolve_version(name, version, settings)
     try:
-        folder = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="drift_reference")
+        folder = download(f"runs:/{mv.run_id}/drift_reference", settings=settings)
+        return Reference.load(folder)
     except Exception as e:  # noqa: BLE001 - the artifact store's own errors vary; all mean "no reference"
         raise NotFound(
-            f"{name}/{mv.version} has no drift reference (its run `{mv.run_id}` was not trained by "
-            f"aiworkbench's fit, or predates it): {e}",
+            f"model version `{name}/{mv.version}` has no drift reference: its run `{mv.run_id}` has no readable "
+            f"`drift_reference` artifact ({type(e).__name__}: {e}); train it with aiworkbench "
+            f"(`aiwb train ... --register {name}`), which logs one, and promote that version",
             field="model",
         ) from None
-    return Reference.load(folder)
 
 
 def current_window(name: str, settings: Settings, now: float | None = None, window_rows: int | None = None):
     "(rows, info): the latest served rows of model `name` in the window, and what the window was."
-    from aiworkbench.request_log import read_request_log
+    from aiworkbench.request_log import read_request_log, request_log_dir
 
+    folder = request_log_dir(name, settings)
+    if not any(folder.glob("requests-*.jsonl")):
+        raise NotFound(
+            f"model `{name}` has served no traffic yet: no request log in `{folder}`; serve it "
+            f"(`aiwb serve {name}`), send it requests, then run `aiwb monitor {name}` again",
+            field="model",
+        )
     now = now or time.time()
     m = settings.monitoring
     _, rows = read_request_log(name, settings, since=now - m.window_hours * 3600)
@@ -65,7 +72,7 @@ def alert(settings: Settings, kind: str, message: str, **details) -> dict:
             done = subprocess.run(
                 command,
                 shell=True,
-                input=json.dumps(record),
+                input=json.dumps(record, default=str),
                 text=True,
                 capture_output=True,
                 timeout=30,
@@ -74,10 +81,13 @@ def alert(settings: Settings, kind: str, message: str, **details) -> dict:
             record["command"] = {"exit": done.returncode, "stderr": done.stderr[-500:]}
         except subprocess.TimeoutExpired:
             record["command"] = {"exit": None, "stderr": "timed out after 30 s"}
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.state_dir / "alerts.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
+    append_jsonl(settings.state_dir / "alerts.jsonl", record)
     return record
+
+
+def alerts(settings: Settings) -> list[dict]:
+    "Every alert recorded in the project, oldest first."
+    return read_jsonl(settings.state_dir / "alerts.jsonl")
 
 # %% ../nbs/32_monitoring.ipynb #403196f6
 def _events_file(name: str, settings: Settings) -> Path:
@@ -85,18 +95,12 @@ def _events_file(name: str, settings: Settings) -> Path:
 
 
 def handled_events(name: str, settings: Settings) -> dict[str, dict]:
-    "Drift events of model `name` already handled, with their outcomes."
-    path = _events_file(name, settings)
-    if not path.exists():
-        return {}
-    return {e["event"]: e for e in map(json.loads, path.read_text().splitlines())}
+    "Drift events of model `name` already handled, with their outcomes (a line torn by a crash is skipped)."
+    return {e["event"]: e for e in read_jsonl(_events_file(name, settings)) if "event" in e}
 
 
 def _record_event(name: str, settings: Settings, outcome: dict) -> dict:
-    path = _events_file(name, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(outcome, default=str) + "\n")
+    append_jsonl(_events_file(name, settings), outcome)
     return outcome
 
 
@@ -110,30 +114,52 @@ def run_retraining(name: str, event: str, settings: Settings) -> dict:
     return wait_for_run(run, settings)
 
 # %% ../nbs/32_monitoring.ipynb #b43961bb
+def model_contract(uri: str, what: str, settings: Settings):
+    "The data contract a model logged by aiworkbench carries in its `MLmodel` metadata; `InvalidInput` if none."
+    from aiworkbench.contracts import Contract
+    from aiworkbench.tracking import model_meta
+
+    try:
+        meta = model_meta(uri, settings=settings).metadata or {}
+    except NotFound:
+        raise
+    except Exception as e:  # noqa: BLE001 - a missing or unreadable MLmodel: the artifact store's errors vary
+        raise NotFound(f"{what}: cannot read its model `{uri}` ({type(e).__name__}: {e})", field="model") from None
+    if "aiwb.contract" not in meta:
+        raise InvalidInput(
+            f"{what} has no `aiwb.contract` in its MLmodel metadata, so the gate cannot check its inputs; "
+            f"log the model with aiworkbench (`train_tabular(..., register=...)` or `training.log_model`), "
+            f"which records its contract, in the retraining notebook `{settings.monitoring.retrain_notebook}`",
+            field="model",
+        )
+    return Contract.model_validate_json(meta["aiwb.contract"])
+
+
 def _gate_and_promote(name: str, event: str, run: dict, champion, settings: Settings) -> dict:
     "Alias the retrained version `challenger`; promote it to `champion` only if it beats the champion."
-    import mlflow
-
-    from aiworkbench.contracts import Contract
     from aiworkbench.datasets import read_table
     from aiworkbench.registry import Gate, GateRefused, promote, register_model
-    from aiworkbench.tracking import client
+    from aiworkbench.tracking import client, download
     from aiworkbench.training import score
 
     c = client(settings)
-    versions = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run["mlflow_run_id"]]
-    if not versions:  # the notebook trained but did not register: register what its run logged
-        registered = register_model(f"runs:/{run['mlflow_run_id']}/model", name, settings)
+    run_id = run["mlflow_run_id"]
+    versions = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+    if versions:
+        source, what = versions[0].source, f"model version `{name}/{versions[0].version}` (run `{run_id}`)"
+    else:  # the notebook trained but did not register: register what its run logged
+        source, what = f"runs:/{run_id}/model", f"the model logged by retraining run `{run_id}`"
+    contract = model_contract(source, what, settings)  # checked before anything is registered or aliased
+    if not versions:
+        registered = register_model(source, name, settings)
         versions = [c.get_model_version(name, str(registered["version"]))]
     challenger = versions[0]
     promote(name, challenger.version, alias="challenger", reason=f"retrained on {event}", settings=settings)
-    meta = mlflow.models.get_model_info(challenger.source).metadata or {}
-    contract = Contract.model_validate_json(meta["aiwb.contract"])
     metric = "val_loss"
     if settings.monitoring.holdout:
         holdout = read_table(settings.path(settings.monitoring.holdout), contract)
         for mv in (champion, challenger):
-            for key, value in score(mv.source, holdout, contract).items():
+            for key, value in score(str(download(mv.source, settings=settings)), holdout, contract).items():
                 c.log_metric(mv.run_id, key, value)
         metric = "holdout_loss"
     gate = Gate(beat_champion=metric, contract=contract)

@@ -1,6 +1,9 @@
-"The monitoring loop with real notebook jobs: drift triggers one retraining per event; a failed one keeps the champion."
+"""`aiwb monitor` as users run it, each call its own process, with real notebook jobs: the data is built so each gate
+outcome is known (a champion trained on shuffled labels is beaten; one trained on real labels is not), drift
+triggers one retraining per event, and a failed or unusable retraining keeps the champion (RELIABILITY row 17)."""
 
 import json
+import os
 import time
 
 import pytest
@@ -8,88 +11,151 @@ from sklearn.datasets import load_breast_cancer
 
 from aiworkbench.config import load_settings
 from aiworkbench.contracts import infer_contract
-from aiworkbench.monitoring import monitor
 from aiworkbench.project import _notebook, init_project, retrain_cells
-from aiworkbench.registry import promote, resolve_version
+from aiworkbench.registry import promote, register_model, resolve_version
+from aiworkbench.tracking import client
 from aiworkbench.training import quiet, train_tabular
+
+# A retraining notebook whose model carries no `aiwb.contract`: an MLmodel logged to the job's run by hand.
+BARE_MODEL_CELLS = [
+    ("code", "model_name = 'bc'\ntrigger = ''", ["parameters"]),
+    (
+        "code",
+        "import os, tempfile\nfrom pathlib import Path\nimport mlflow\nfrom mlflow.models import Model\n"
+        "folder = Path(tempfile.mkdtemp())\nModel().save(folder / 'MLmodel')\n"
+        "mlflow.MlflowClient().log_artifacts(os.environ['MLFLOW_RUN_ID'], str(folder), 'model')",
+        [],
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
+    "A project whose champion v1 learned shuffled labels (any real retraining beats it); `bc_new` has no champion."
     root = init_project(tmp_path_factory.mktemp("mon") / "p")
-    settings = load_settings(root)
+    settings = load_settings(root, environ={})
     frame = load_breast_cancer(as_frame=True).frame
     frame.to_csv(root / "data" / "bc.csv", index=False)
+    shuffled = frame.assign(target=frame["target"].sample(frac=1, random_state=0).to_numpy())
+    shuffled.to_csv(root / "data" / "bc_shuffled.csv", index=False)
     contract = infer_contract(frame, "bc", target="target")
     contract.save(root / "contracts" / "bc.yaml")
-    (root / "nbs" / "retrain.ipynb").write_text(_notebook(retrain_cells("bc", "data/bc.csv", "contracts/bc.yaml")))
+    write_retrain(root, "data/bc.csv")
     with quiet():
-        train_tabular(frame, contract, max_epochs=2, settings=settings, register="bc", enable_progress_bar=False)
+        fitted = train_tabular(
+            shuffled, contract, max_epochs=2, settings=settings, register="bc", enable_progress_bar=False
+        )
     promote("bc", 1, settings=settings)
+    register_model(f"runs:/{fitted.run_id}/model", "bc_new", settings)
     return root, frame
+
+
+@pytest.fixture
+def env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIWB_")}
+
+
+def write_retrain(root, data_path: str) -> None:
+    (root / "nbs" / "retrain.ipynb").write_text(_notebook(retrain_cells("bc", data_path, "contracts/bc.yaml")))
 
 
 def serve(root, rows, shift: float) -> None:
     "Append request-log lines for `rows` (features scaled by 1 + shift), as the served model writes them."
-    folder = load_settings(root).state_dir / "requests" / "bc"
+    folder = load_settings(root, environ={}).state_dir / "requests" / "bc"
     folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
     feats = rows.drop(columns="target") * (1 + shift)
     with open(folder / "requests-1.jsonl", "a") as fh:
         for i, r in enumerate(feats.to_dict("records")):
-            fh.write(
-                json.dumps(
-                    {
-                        "ts": now + i * 1e-3,
-                        "request_id": str(i),
-                        "model": "bc",
-                        "version": 1,
-                        "n": 1,
-                        "inputs": [r],
-                        "outputs": [],
-                        "latency_ms": 3.0,
-                        "cpu_ms": 1.0,
-                        "rss_mb": 400.0,
-                        "status": 200,
-                    }
-                )
-                + "\n"
-            )
+            record = {"ts": now + i * 1e-3, "request_id": str(i), "model": "bc", "version": 1, "n": 1}
+            record |= {"inputs": [r], "outputs": [], "latency_ms": 3.0, "cpu_ms": 1.0, "rss_mb": 400.0}
+            fh.write(json.dumps(record | {"status": 200}) + "\n")
+
+
+def alias(root, name: str) -> int:
+    return int(resolve_version("bc", name, load_settings(root, environ={})).version)
+
+
+def versions(root) -> int:
+    return len(client(load_settings(root, environ={})).search_model_versions("name='bc'"))
 
 
 def retrain_runs(root) -> list[dict]:
+    from aiworkbench.errors import NotFound
     from aiworkbench.jobstore import list_runs
 
-    return list_runs("nb:nbs/retrain.ipynb", load_settings(root))
+    try:
+        return list_runs("nb:nbs/retrain.ipynb", load_settings(root, environ={}))
+    except NotFound:  # no retraining job was ever submitted
+        return []
 
 
-def test_one_retraining_per_drift_event(project):
+def test_bad_input_exits_2_naming_what(project, aiwb, env):
+    root, _ = project
+    r = aiwb("monitor", "bc", cwd=root, env=env)
+    assert r.code == 2, (r.code, r.out, r.err)
+    assert "model `bc` has served no traffic yet" in r.err and str(root / ".aiwb" / "requests" / "bc") in r.err
+    r = aiwb("monitor", "nope", "--json", cwd=root, env=env)
+    assert r.code == 2 and r.json()["error"] == "NotFound" and "no registered model `nope`" in r.json()["message"]
+    r = aiwb("monitor", "bc_new", cwd=root, env=env)
+    assert r.code == 2 and "model `bc_new` has no alias `champion`" in r.err, (r.code, r.err)
+    assert alias(root, "champion") == 1 and not retrain_runs(root)
+
+
+def test_drift_retrains_once_and_the_better_challenger_is_promoted(project, aiwb, env):
     root, frame = project
-    settings = load_settings(root)
     serve(root, frame.sample(300, random_state=0), shift=0.6)
-    first = monitor("bc", settings)
-    assert first["verdict"] == "drift"
+    r = aiwb("monitor", "bc", "--json", cwd=root, env=env, timeout=600)
+    assert r.code == 1, (r.code, r.out[-2000:], r.err[-2000:])  # drift found
+    first = r.json()
     outcome = first["retraining"]
-    assert outcome["status"] == "succeeded" and outcome["outcome"] in ("promoted", "kept champion"), outcome
-    assert outcome["challenger"] == 2
-    champion = int(resolve_version("bc", "champion", settings).version)
-    assert champion == (2 if outcome["outcome"] == "promoted" else 1)
-    assert int(resolve_version("bc", "challenger", settings).version) == 2
-    for _ in range(2):  # the same event delivered again
-        again = monitor("bc", settings)
-        assert again["event"] == first["event"] and again["retraining"]["repeated"]
+    assert first["verdict"] == "drift" and outcome["status"] == "succeeded", outcome
+    assert (outcome["outcome"], outcome["challenger"], outcome["champion"]) == ("promoted", 2, 1), outcome
+    assert (alias(root, "champion"), alias(root, "challenger")) == (2, 2)
+    for _ in range(2):  # the same event delivered again: the recorded outcome, nothing moves
+        again = aiwb("monitor", "bc", cwd=root, env=env, timeout=600)
+        assert again.code == 1, (again.code, again.out, again.err)
+        lines = again.out.splitlines()
+        assert lines[0].startswith("drift: ") and "; worst: " in lines[0] and len(lines[0]) < 200, lines
+        assert lines[1].startswith("report: ") and lines[1].endswith(".html"), lines
+        assert "challenger v2 beat champion v1 and was promoted (this drift event was handled before)" in again.out
     assert len(retrain_runs(root)) == 1
-    assert int(resolve_version("bc", "champion", settings).version) == champion
+    assert (alias(root, "champion"), versions(root)) == (2, 2)
+    assert not (root / "mlflow.db").exists() and not (root / "mlruns").exists()
 
 
-def test_failed_retraining_keeps_the_champion(project):
+def test_drift_retrains_and_the_gate_refuses_a_worse_challenger(project, aiwb, env):
     root, frame = project
-    settings = load_settings(root)
-    champion = int(resolve_version("bc", "champion", settings).version)
-    (root / "nbs" / "retrain.ipynb").write_text(_notebook(retrain_cells("bc", "data/missing.csv", "contracts/bc.yaml")))
+    write_retrain(root, "data/bc_shuffled.csv")  # the retraining learns shuffled labels: it cannot beat v2
     serve(root, frame.sample(300, random_state=1), shift=0.8)  # a new window: a new event
-    result = monitor("bc", settings)
-    outcome = result["retraining"]
-    assert outcome["status"] == "failed" and outcome["outcome"] == "kept champion"
+    holdout = env | {"AIWB_MONITORING_HOLDOUT": "data/bc.csv"}  # both scored on the same labelled rows
+    r = aiwb("monitor", "bc", "--json", cwd=root, env=holdout, timeout=600)
+    assert r.code == 1, (r.code, r.out[-2000:], r.err[-2000:])
+    outcome = r.json()["retraining"]
+    assert (outcome["status"], outcome["outcome"], outcome["challenger"]) == ("succeeded", "kept champion", 3), outcome
+    refused = [c for c in outcome["checks"] if not c["passed"]]
+    assert [c["name"] for c in refused] == ["beats champion on holdout_loss by >= 0"], outcome["checks"]
+    assert (alias(root, "champion"), alias(root, "challenger")) == (2, 3)
+
+
+def test_failed_retraining_keeps_the_champion(project, aiwb, env):
+    root, frame = project
+    write_retrain(root, "data/missing.csv")
+    serve(root, frame.sample(300, random_state=2), shift=0.8)
+    r = aiwb("monitor", "bc", "--json", cwd=root, env=env, timeout=600)
+    assert r.code == 1, (r.code, r.out[-2000:], r.err[-2000:])
+    outcome = r.json()["retraining"]
+    assert outcome["status"] == "failed" and outcome["outcome"] == "kept champion", outcome
     assert "DataFileError" in outcome["why"] and "missing.csv" in outcome["why"]
-    assert int(resolve_version("bc", "champion", settings).version) == champion
+    assert (alias(root, "champion"), versions(root)) == (2, 3)
+
+
+def test_retrained_model_without_its_contract_is_refused_before_registering(project, aiwb, env):
+    root, frame = project
+    (root / "nbs" / "retrain.ipynb").write_text(_notebook(BARE_MODEL_CELLS))
+    serve(root, frame.sample(300, random_state=3), shift=0.8)
+    r = aiwb("monitor", "bc", cwd=root, env=env, timeout=600)
+    assert r.code == 2, (r.code, r.out[-2000:], r.err[-2000:])
+    assert "the model logged by retraining run `" in r.err and "has no `aiwb.contract`" in r.err, r.err
+    assert "nbs/retrain.ipynb" in r.err, r.err
+    assert (alias(root, "champion"), alias(root, "challenger"), versions(root)) == (2, 3, 3)
