@@ -208,7 +208,8 @@ def jobs_run(
     as_json: JsonFlag = False,
 ) -> None:
     "Run a notebook once now (`-p NAME VALUE`, repeatable), with progress per cell. Exit 0: succeeded; 1: not."
-    from aiworkbench.runner import fast_imports, run_notebook
+    from aiworkbench.kernels import fast_imports
+    from aiworkbench.runner import run_notebook
 
     fast_imports()
     r = run_notebook(

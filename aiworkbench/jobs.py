@@ -177,8 +177,16 @@ def check_parameters(
     out = {}
     for name, value in values.items():
         check_name(name)
+        if not defaults:
+            raise InvalidInput(
+                f"notebook `{notebook}` has no cell tagged `parameters`, so it takes no parameter `{name}`; tag the "
+                f"cell that sets the defaults (e.g. `{name} = 1`) with `parameters` (JupyterLab: Property Inspector, "
+                "Cell Tags), or run it without `-p`",
+                field=f"parameters.{name}",
+                file=str(notebook),
+            )
         if name not in defaults:
-            known = ", ".join(f"`{k}`" for k in defaults) or "none: the notebook has no cell tagged `parameters`"
+            known = ", ".join(f"`{k}`" for k in defaults)
             raise InvalidInput(
                 f"parameter `{name}` is not in the parameters cell of `{notebook.name}`; known parameters: {known}",
                 field=f"parameters.{name}",

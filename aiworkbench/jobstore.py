@@ -89,6 +89,7 @@ def tables():
         sa.Column("worker_pid", sa.Integer),
         sa.Column("worker_start", sa.Float),  # the worker's process start time, so a reused pid is not mistaken for it
         sa.Column("kernel_pid", sa.Integer),
+        sa.Column("kernel_start", sa.Float),  # the kernel's process start time: a reused pid is never killed for it
         sa.Column("cell", sa.Integer),
         sa.Column("cells", sa.Integer),
         sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
@@ -152,8 +153,22 @@ def engine(settings: Settings | None = None):
 
         with FileLock(str(path) + ".lock"):
             tables().create_all(eng)
+            _add_missing_columns(eng)
         _engines[key] = eng
         return eng
+
+
+def _add_missing_columns(eng) -> None:
+    "Add the columns a store made by an earlier version lacks (SQLite adds a nullable column in place)."
+    for table in tables().sorted_tables:
+        with eng.connect() as conn:
+            have = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+            for col in table.columns:
+                if col.name not in have and col.nullable and col.server_default is None:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table.name} ADD COLUMN {col.name} {col.type.compile(eng.dialect)}"
+                    )
+            conn.commit()
 
 
 @contextmanager
@@ -295,6 +310,8 @@ def submit_run(
     scheduled_for: str | None = None,  # the cron tick, for scheduled runs
     reproduce_of: str | None = None,
     conn=None,  # an open write transaction to join
+    run_id: str | None = None,  # the new run's id, when the caller chose it first (`new_id()`)
+    claim: bool = False,  # insert it `running` for this process: no worker can take it first
 ) -> dict | None:
     "Queue a run of `job`; returns the run (None when `scheduled_for` already has one)."
     import sqlalchemy as sa
@@ -312,7 +329,7 @@ def submit_run(
     )
     if timeout <= 0 or n_retries < 0:
         raise InvalidInput(f"timeout `{timeout}` must be > 0 and retries `{n_retries}` >= 0", field="timeout_s")
-    now, run_id = time.time(), new_id()
+    now, run_id = time.time(), run_id or new_id()
     values = dict(
         id=run_id,
         job_id=job["id"],
@@ -333,6 +350,11 @@ def submit_run(
         not_before=now,
         cancel_requested=False,
     )
+    if claim:
+        pid = os.getpid()
+        values.update(
+            status="running", started_at=now, heartbeat_at=now, worker_pid=pid, worker_start=process_start(pid)
+        )
     runs = tables().tables["runs"]
     try:
         if conn is not None:
@@ -567,7 +589,8 @@ def recover_orphans(settings: Settings | None = None, requeue: bool = False) -> 
     for row in running:
         if is_alive(row.worker_pid, row.worker_start):
             continue
-        kill_tree(row.kernel_pid)
+        if row.kernel_pid and row.kernel_start is not None:  # a kernel whose start is unknown is not killed
+            kill_tree(row.kernel_pid, row.kernel_start)
         out.append(
             finish_run(
                 row.id,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 from .config import Settings, load_settings
-from .errors import Conflict, InvalidInput
-from .jobstore import FINISHED, claim_next_run, get_job, get_run, submit_run, tables, write
+from .errors import Conflict, InvalidInput, WorkbenchError
+from .jobstore import get_job, get_run, submit_run, tables, write
 from .runner import execute_run
 
 # %% auto #0
@@ -87,9 +88,11 @@ def reproduce(run_id: str, settings: Settings | None = None, progress: bool = Fa
         timeout_s=original["timeout_s"],
         retries=0,
         reproduce_of=original["id"],
+        claim=True,  # running for this process from the start: no scheduler worker can take it
     )
-    claimed = claim_next_run(settings, run_id=new["id"])
-    new = execute_run(claimed, settings, progress=progress, notebook=nb)
+    if new is None or new["status"] != "running" or new["worker_pid"] != os.getpid():
+        raise WorkbenchError(f"the reproduction of run `{run_id}` could not be claimed by this process; try again")
+    new = execute_run(new, settings, progress=progress, notebook=nb)
     c = client(settings)
     before = c.get_run(original["mlflow_run_id"]).data
     after = c.get_run(new["mlflow_run_id"]).data

@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,82 +27,14 @@ from aiworkbench.jobstore import (
     is_alive,
     kill_tree,
     next_attempt,
-    process_start,
     submit_run,
     update_run,
 )
+from .kernels import import_papermill, kernel_pid, set_kernel_env, start_kernel, stop_kernel
 
 # %% auto #0
-__all__ = ['fast_imports', 'kernel_env', 'start_kernel', 'kernel_pid', 'set_kernel_env', 'stop_kernel', 'output_path',
-           'execute_run', 'first_error', 'nbformat_from', 'scheduler_info', 'adhoc_job', 'wait_for_run', 'run_notebook']
-
-# %% ../nbs/22_runner.ipynb #fc19a2f2
-def fast_imports() -> None:
-    "Skip `rfc3987_syntax` (jsonschema compiles a grammar on import, ~0.9 s; nbformat never checks IRI formats)."
-    if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)
-
-
-def kernel_env(settings: Settings) -> dict[str, str]:
-    "The environment a job kernel starts with."
-    from aiworkbench.tracking import ensure_store
-
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "AIWB_NOTEBOOK", "AIWB_NOTEBOOK_PARAMS")}
-    env.update(MLFLOW_TRACKING_URI=ensure_store(settings), AIWB_ROOT=str(settings.root), PYTHONUNBUFFERED="1")
-    return env
-
-
-def start_kernel(settings: Settings, kernel: str = "python3"):
-    "A started `AsyncKernelManager` for `kernel`, in the project root (async, so nbclient notices a dead kernel)."
-    from jupyter_client import AsyncKernelManager
-    from jupyter_client.kernelspec import NoSuchKernel
-    from jupyter_core.utils import run_sync
-
-    km = AsyncKernelManager(kernel_name=kernel)
-    try:
-        run_sync(km.start_kernel)(cwd=str(settings.root), env=kernel_env(settings))
-    except NoSuchKernel:
-        raise InvalidInput(
-            f"kernel `{kernel}` is not installed; `jupyter kernelspec list` shows the kernels", field="kernel"
-        ) from None
-    return km
-
-
-def kernel_pid(km) -> int | None:
-    "The pid of a started kernel."
-    proc = getattr(getattr(km, "provisioner", None), "process", None)
-    return getattr(proc, "pid", None)
-
-
-def set_kernel_env(km, env: dict[str, str], timeout: float = 60) -> None:
-    "Set `env` in a running kernel's `os.environ`; the values travel as a dict literal, never as code."
-    from jupyter_client import BlockingKernelClient
-
-    code = (
-        f"import os as _aiwb_os\n_aiwb_os.environ.update({ {str(k): str(v) for k, v in env.items()}!r})\ndel _aiwb_os"
-    )
-    kc = BlockingKernelClient()
-    kc.load_connection_info(km.get_connection_info())
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=timeout)
-        reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=timeout)
-        if reply["content"]["status"] != "ok":
-            raise RuntimeError(f"could not set the kernel's environment: {reply['content'].get('evalue')}")
-    finally:
-        kc.stop_channels()
-
-
-def stop_kernel(km) -> None:
-    "Shut a kernel down now and make sure no process of it is left."
-    from jupyter_core.utils import run_sync
-
-    pid = kernel_pid(km)
-    try:
-        run_sync(km.shutdown_kernel)(now=True)
-    except Exception:  # noqa: BLE001 - a dead kernel cannot be shut down politely
-        pass
-    kill_tree(pid)
+__all__ = ['output_path', 'kernel_run_env', 'execute_run', 'first_error', 'nbformat_from', 'scheduler_info', 'adhoc_job',
+           'wait_for_run', 'prestart_kernel', 'run_notebook']
 
 # %% ../nbs/22_runner.ipynb #a8d50560
 def output_path(run: dict, settings: Settings) -> Path:
@@ -116,9 +49,9 @@ def output_path(run: dict, settings: Settings) -> Path:
 class _Watchdog(threading.Thread):
     "Heartbeats, cancel requests and the timeout of one run."
 
-    def __init__(self, run: dict, settings: Settings, kernel: int | None):
+    def __init__(self, run: dict, settings: Settings, kernel: int | None, kernel_start: float | None = None):
         super().__init__(daemon=True)
-        self.run_id, self.settings, self.kernel = run["id"], settings, kernel
+        self.run_id, self.settings, self.kernel, self.kernel_start = run["id"], settings, kernel, kernel_start
         self.deadline = time.monotonic() + run["timeout_s"]
         self.reason: str | None = None  # "timeout", "cancel" or "stop", once the kernel was killed for it
         self.done = threading.Event()
@@ -127,7 +60,7 @@ class _Watchdog(threading.Thread):
     def kill(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
-            kill_tree(self.kernel)
+            kill_tree(self.kernel, self.kernel_start)
 
     def run(self) -> None:
         beat = self.settings.jobs.heartbeat_s
@@ -147,11 +80,8 @@ class _Watchdog(threading.Thread):
                     print(f"aiwb runner: heartbeat of {self.run_id} failed: {e}", file=sys.stderr)
 
 
-def _mlflow_run(run: dict, settings: Settings, notebook_hash: str):
-    "Create the MLflow run a job run logs to; returns (client, MLflow run id)."
-    from aiworkbench.tracking import client, experiment_id
-
-    c = client(settings)
+def _mlflow_tags(run: dict, notebook_hash: str) -> dict[str, str]:
+    "The tags of the MLflow run a job run logs to."
     tags = {
         "aiwb.job.name": run["job_name"],
         "aiwb.job.id": run["job_id"],
@@ -166,8 +96,17 @@ def _mlflow_run(run: dict, settings: Settings, notebook_hash: str):
         tags["aiwb.job.scheduled_for"] = run["scheduled_for"]
     if run.get("reproduce_of"):
         tags["aiwb.reproduce.of"] = run["reproduce_of"]
-    mr = c.create_run(experiment_id(settings.project.name, settings), tags=tags)
-    return c, mr.info.run_id
+    return tags
+
+
+def kernel_run_env(run: dict, mlflow_run_id: str) -> dict[str, str]:
+    "The run's own kernel variables (`RUN_ENV`)."
+    return {
+        "MLFLOW_RUN_ID": mlflow_run_id,
+        "AIWB_NOTEBOOK": run["notebook"],
+        "AIWB_JOB_RUN": run["id"],
+        "AIWB_NOTEBOOK_PARAMS": json.dumps(run["parameters"], sort_keys=True),
+    }
 
 
 def _error_summary(e: BaseException, reason: str | None, cell: int | None) -> tuple[str, dict]:
@@ -205,49 +144,56 @@ def execute_run(
     notebook: dict | None = None,  # the notebook to execute instead of the job's file (reproduce uses a snapshot)
 ) -> dict:
     "Execute a claimed run to its final state; returns the finished run record."
-    fast_imports()
-    import papermill as pm
+    import sqlite3
+
+    from jupyter_core.utils import run_sync
 
     from aiworkbench.jobs import content_hash, read_notebook_json, resolve_notebook
+    from aiworkbench.mlflow_runs import ClientRecorder, sqlite_recorder
 
     settings = settings or load_settings()
     out = output_path(run, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     fields: dict[str, Any] = {}
     status, cell = "failed", {"i": None}
-    mlflow_client = mlflow_id = watchdog = None
+    recorder = mlflow_id = watchdog = None
     try:
-        from jupyter_core.utils import run_sync
-
-        if km is None or km.kernel_name != run["kernel"] or not run_sync(km.is_alive)():
-            if km is not None:
-                stop_kernel(km)
-            km = start_kernel(settings, run["kernel"])
         nb_json = notebook if notebook is not None else read_notebook_json(resolve_notebook(run["notebook"], settings))
-        nb = nbformat_from(nb_json)
         nb_hash = content_hash(nb_json)
+        tags = _mlflow_tags(run, nb_hash)
+        if km is not None and (km.kernel_name != run["kernel"] or not run_sync(km.is_alive)()):
+            stop_kernel(km)
+            km = None
+        fast = sqlite_recorder(settings)
+        if fast is not None:  # the MLflow run in milliseconds: its id can go into the kernel's environment at start
+            try:
+                mlflow_id = fast.create_run(tags, run_id=getattr(km, "aiwb_run_env", {}).get("MLFLOW_RUN_ID"))
+                recorder = fast
+            except sqlite3.Error:
+                mlflow_id = None
+        if km is None:
+            km = start_kernel(settings, run["kernel"], kernel_run_env(run, mlflow_id) if mlflow_id else None)
+        watchdog = _Watchdog(run, settings, kernel_pid(km), getattr(km, "aiwb_start", None))
+        watchdog.start()
+        if recorder is None:  # MLflow's client, while the kernel boots
+            recorder = ClientRecorder(settings)
+            mlflow_id = recorder.create_run(tags)
+        env = kernel_run_env(run, mlflow_id)
+        if getattr(km, "aiwb_run_env", None) != env:
+            set_kernel_env(km, env)
         update_run(
             run["id"],
             settings,
             kernel_pid=kernel_pid(km),
+            kernel_start=getattr(km, "aiwb_start", None),
             notebook_hash=nb_hash,
             output_path=str(out),
-            cells=len(nb.cells) + 1,
+            cells=len(nb_json.get("cells", [])) + 1,
             cell=0,
+            mlflow_run_id=mlflow_id,
         )
-        watchdog = _Watchdog(run, settings, kernel_pid(km))
-        watchdog.start()
-        mlflow_client, mlflow_id = _mlflow_run(run, settings, nb_hash)
-        update_run(run["id"], settings, mlflow_run_id=mlflow_id)
-        set_kernel_env(
-            km,
-            {
-                "MLFLOW_RUN_ID": mlflow_id,
-                "AIWB_NOTEBOOK": run["notebook"],
-                "AIWB_JOB_RUN": run["id"],
-                "AIWB_NOTEBOOK_PARAMS": json.dumps(run["parameters"], sort_keys=True),
-            },
-        )
+        pm = import_papermill()  # while the kernel boots
+        nb = nbformat_from(nb_json)
 
         def on_start(**kw):
             cell["i"] = kw.get("cell_index")
@@ -282,13 +228,11 @@ def execute_run(
             stop_kernel(km)
     if not out.exists():  # failed before papermill wrote anything: keep the input as the output
         Path(out).write_text(json.dumps(notebook or {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    if mlflow_client is not None:
+    if recorder is not None and mlflow_id:
         try:
-            mlflow_client.log_artifact(mlflow_id, str(out), artifact_path="notebook")
-            mlflow_client.set_tag(mlflow_id, "aiwb.job.status", status)
-            mlflow_client.set_terminated(
-                mlflow_id, status={"succeeded": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
-            )
+            recorder.log_artifact(mlflow_id, out, "notebook")
+            recorder.set_tag(mlflow_id, "aiwb.job.status", status)
+            recorder.set_terminated(mlflow_id, {"succeeded": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED"))
         except Exception as e:  # noqa: BLE001 - the run's own state is recorded either way
             fields["error_message"] = (fields.get("error_message") or "") + f" (MLflow logging failed: {e})"
     return finish_run(run["id"], status, settings, output_path=str(out), **fields)
@@ -356,15 +300,38 @@ def wait_for_run(run: dict, settings: Settings, progress: bool = False) -> dict:
         time.sleep(0.05)
 
 
-def _execute_here(run: dict, settings: Settings, progress: bool) -> dict:
-    while True:
-        claimed = claim_next_run(settings, run_id=run["id"])
-        if claimed is not None:
-            return execute_run(claimed, settings, progress=progress)
-        run = get_run(run["id"], settings)
-        if run["status"] in FINISHED:
-            return run
-        time.sleep(max(0.05, min(1.0, run["not_before"] - time.time())))
+def _execute_here(run: dict, settings: Settings, progress: bool, km=None) -> dict:
+    "Claim run `run` and execute it here (in kernel `km` if given, which is stopped whatever happens)."
+    try:
+        while True:
+            claimed = claim_next_run(settings, run_id=run["id"])
+            if claimed is not None:
+                given, km = km, None
+                return execute_run(claimed, settings, km=given, progress=progress)
+            run = get_run(run["id"], settings)
+            if run["status"] in FINISHED:
+                return run
+            time.sleep(max(0.05, min(1.0, run["not_before"] - time.time())))
+    finally:
+        if km is not None:
+            stop_kernel(km)
+
+
+def prestart_kernel(settings: Settings, notebook: Path, parameters: dict[str, Any]) -> tuple[Any, str]:
+    "A kernel for the next run of `notebook`, started before that run is recorded; returns it and the run id it has."
+    from aiworkbench.jobs import relative_notebook
+    from aiworkbench.jobstore import new_id
+    from aiworkbench.mlflow_runs import sqlite_recorder
+
+    run_id = new_id()
+    env = {
+        "AIWB_JOB_RUN": run_id,
+        "AIWB_NOTEBOOK": relative_notebook(notebook, settings),
+        "AIWB_NOTEBOOK_PARAMS": json.dumps(parameters, sort_keys=True),
+    }
+    if sqlite_recorder(settings) is not None:
+        env["MLFLOW_RUN_ID"] = uuid.uuid4().hex  # the fast recorder creates the MLflow run under this id
+    return start_kernel(settings, "python3", env), run_id
 
 
 def run_notebook(
@@ -377,15 +344,28 @@ def run_notebook(
     local: bool = False,  # execute in this process even when a scheduler runs
 ) -> dict:
     "Run a notebook once now (with retries), through a running scheduler or here; returns the last attempt."
+    from aiworkbench.jobs import check_parameters, resolve_notebook
+
     settings = settings or load_settings()
-    job = adhoc_job(notebook, settings)
-    run = submit_run(job, settings, parameters=parameters, timeout_s=timeout_s, retries=retries)
+    path = resolve_notebook(notebook, settings)
+    checked = check_parameters(parameters or {}, path)  # bad input is refused before anything is started or stored
     use_scheduler = not local and scheduler_info(settings) is not None
-    while True:
-        run = wait_for_run(run, settings, progress) if use_scheduler else _execute_here(run, settings, progress)
-        retry = next_attempt(run["id"], settings)
-        if retry is None:
-            return run
-        if progress:
-            print(f"attempt {run['attempt']} {run['status']}: {run['error_name']}; retrying", file=sys.stderr)
-        run = retry
+    km, run_id = prestart_kernel(settings, path, checked) if not use_scheduler else (None, None)
+    try:
+        job = adhoc_job(notebook, settings)
+        run = submit_run(job, settings, parameters=parameters, timeout_s=timeout_s, retries=retries, run_id=run_id)
+        while True:
+            if use_scheduler:
+                run = wait_for_run(run, settings, progress)
+            else:
+                given, km = km, None
+                run = _execute_here(run, settings, progress, given)
+            retry = next_attempt(run["id"], settings)
+            if retry is None:
+                return run
+            if progress:
+                print(f"attempt {run['attempt']} {run['status']}: {run['error_name']}; retrying", file=sys.stderr)
+            run = retry
+    finally:
+        if km is not None:
+            stop_kernel(km)

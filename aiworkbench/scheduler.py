@@ -28,7 +28,8 @@ from aiworkbench.jobstore import (
     tables,
     write,
 )
-from .runner import execute_run, fast_imports, scheduler_info, start_kernel, stop_kernel
+from .kernels import fast_imports, start_kernel, stop_kernel
+from .runner import execute_run, scheduler_info
 
 # %% auto #0
 __all__ = ['GRACE_S', 'due_ticks', 'fire_due_ticks', 'worker_main', 'start_worker', 'run_scheduler']

@@ -1,13 +1,17 @@
 """Notebook job start-up cost: papermill's CLI vs papermill in a warm process vs `aiwb jobs run` end to end.
 
 A trivial parameterized notebook, run `--repeat` times each (median); `aiwb jobs run` both with a running scheduler
-(warm workers, a pre-started kernel: submit to finished) and without one (`--local`). Also how late a schedule fires.
+(warm workers, a pre-started kernel: submit to finished) and without one (`--local`). Then `aiwb jobs run` as users
+run it first, with no scheduler, on papermill's own `simple_execute.ipynb`, side by side with papermill's CLI on the
+same notebook (goal: at most 0.5x). Also how late a schedule fires, and how long an endless cell with a 10 s timeout
+takes to be stopped (`--timeout-s`).
 
     python bench/jobs.py              # median of 5
     python bench/jobs.py --repeat 1   # a smoke run
 """
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -49,9 +53,43 @@ def run(cmd, cwd) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
 
 
+def side_by_side(fns: dict, repeat: int) -> dict[str, float]:
+    "Median seconds of each callable, run in turn `repeat` times (so load on the machine hits them alike)."
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def simple_execute(root: Path) -> Path:
+    "papermill's own test notebook `simple_execute.ipynb` (from its installed tests, or the same content) in `root`."
+    import importlib.util
+
+    found = Path(importlib.util.find_spec("papermill").origin).parent / "tests" / "notebooks" / "simple_execute.ipynb"
+    dst = root / "nbs" / "simple_execute.ipynb"
+    if found.exists():
+        dst.write_bytes(found.read_bytes())
+        return dst
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell("msg = None")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        cell,
+        nbformat.v4.new_code_cell("#papermill_description=DESC\nprint(msg)"),
+        nbformat.v4.new_markdown_cell(),
+    ]
+    nbformat.write(nb, dst)
+    return dst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--timeout-s", type=float, default=10.0, help="timeout of the endless-cell run")
     args = parser.parse_args()
     root = make_project()
     nb, out = root / "nbs" / "trivial.ipynb", root / "out.ipynb"
@@ -67,6 +105,35 @@ def main() -> None:
     aiwb = [BIN / "aiwb", "jobs", "run", "nbs/trivial.ipynb", "-p", "x", "3"]
     run([*aiwb, "--local"], root)  # creates the stores once
     rows["(c0) aiwb jobs run --local (no scheduler)"] = timed(lambda: run([*aiwb, "--local"], root), args.repeat)
+    simple = simple_execute(root)
+    first = side_by_side(
+        {
+            "(d0) papermill CLI, simple_execute.ipynb": lambda: run(
+                [BIN / "papermill", simple, root / "out-simple.ipynb", "-p", "msg", "hi"], root
+            ),
+            "(d) aiwb jobs run, no scheduler, simple_execute.ipynb": lambda: run(
+                [BIN / "aiwb", "jobs", "run", "nbs/simple_execute.ipynb", "-p", "msg", "hi"], root
+            ),
+        },
+        args.repeat,
+    )
+    rows.update(first)
+    endless = root / "nbs" / "endless.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("print('started', flush=True)"),
+        nbformat.v4.new_code_cell("while True:\n    pass"),
+    ]
+    nbformat.write(nb, endless)
+    t0 = time.perf_counter()
+    stopped = subprocess.run(
+        [BIN / "aiwb", "jobs", "run", "nbs/endless.ipynb", "--timeout", str(args.timeout_s), "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    stop_s = time.perf_counter() - t0
+    stop_status = json.loads(stopped.stdout[stopped.stdout.index("{") :])["status"]
     sched = subprocess.Popen(
         [BIN / "aiwb", "scheduler", "--workers", "1"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -106,6 +173,10 @@ def main() -> None:
     for name, t in rows.items():
         print(f"{name:58} {t:9.3f} {t / ref:7.2f}")
     print(
+        f"endless cell, timeout {args.timeout_s:g} s: {stop_status} after {stop_s:.1f} s from `aiwb jobs run` start "
+        "to exit (kernel killed, output kept)"
+    )
+    print(
         f"schedule fired after its time: median {statistics.median(lates):.3f} s, max {max(lates):.3f} s "
         f"({len(lates)} ticks)"
     )
@@ -114,7 +185,11 @@ def main() -> None:
         rows["(c0) aiwb jobs run --local (no scheduler)"],
         rows["(b) papermill.execute_notebook, warm"],
     )
-    print(f"ratio to papermill CLI: scheduler {c / ref:.2f}x, local {c0 / ref:.2f}x, warm papermill {b / ref:.2f}x")
+    d = rows["(d) aiwb jobs run, no scheduler, simple_execute.ipynb"] / rows["(d0) papermill CLI, simple_execute.ipynb"]
+    print(
+        f"ratio to papermill CLI: aiwb jobs run as users run it first (no scheduler, simple_execute) {d:.2f}x "
+        f"(goal <= 0.5), scheduler {c / ref:.2f}x, local {c0 / ref:.2f}x, warm papermill {b / ref:.2f}x"
+    )
 
 
 if __name__ == "__main__":
