@@ -128,15 +128,13 @@ def request_log_dir(name: str, settings=None) -> Path:
 
 
 def _records(folder: Path, since: float | None):
+    # imported here: this module is copied into every Bento, whose runtime has no aiworkbench
+    from aiworkbench.jsonl import read_jsonl
+
     for path in sorted(folder.glob("requests-*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a crash or a rotation in progress
-                    continue
-                if since is None or record.get("ts", 0) >= since:
-                    yield record
+        for record in read_jsonl(path):  # a torn last line is skipped; a bad line elsewhere is an error
+            if since is None or record.get("ts", 0) >= since:
+                yield record
 
 
 def read_request_log(

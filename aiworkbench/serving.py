@@ -24,13 +24,14 @@ from .contracts import Contract
 from .errors import Conflict, InvalidInput, WorkbenchError
 
 # %% auto #0
-__all__ = ['SERVICE_TEMPLATE', 'UV_STUB', 'row_source', 'load_row_model', 'PackagingRefused', 'check_version', 'service_source',
-           'bentoml_home', 'bento_name', 'uv_stub_dir', 'bentoml_env', 'bentofile_source', 'default_build_dir',
-           'package', 'ServeError', 'free_port', 'Server', 'serve']
+__all__ = ['F32_MAX', 'SERVICE_TEMPLATE', 'UV_STUB', 'row_source', 'load_row_model', 'PackagingRefused', 'check_version',
+           'service_source', 'bentoml_home', 'bento_name', 'uv_stub_dir', 'bentoml_env', 'bentofile_source',
+           'default_build_dir', 'package', 'ServeError', 'free_port', 'Server', 'serve']
 
 # %% ../nbs/30_serving.ipynb #82b339f3
 _PY_TYPE = {"int": "int", "float": "float", "bool": "bool", "str": "str", "datetime": "dt.datetime"}
 _RESERVED = set(dir(__import__("pydantic").BaseModel)) | {"dt", "math", "Literal", "Field"}
+F32_MAX = 3.4028234663852886e38  # float32's largest finite value: the served model computes in float32
 
 
 def _identifiers(names: list[str]) -> dict[str, str]:
@@ -58,11 +59,15 @@ def _field_source(name: str, ident: str, spec) -> str:
     args = [] if ident == name else [f"alias={name!r}"]
     for which, op in (("min", "ge"), ("max", "le")):
         bound = getattr(spec, which)
-        if bound is None:
-            continue
-        args.append(
-            f"{op}=dt.datetime.fromisoformat({str(bound)!r})" if spec.dtype == "datetime" else f"{op}={bound!r}"
-        )
+        if spec.dtype in ("int", "float") and spec.allowed is None:
+            # the model computes in float32: a number past its range (e.g. 1e308) is refused here, naming the field
+            beyond = bound is None or (bound < -F32_MAX if which == "min" else bound > F32_MAX)
+            limit = f"{'-' if which == 'min' else ''}{'F32_INT_MAX' if spec.dtype == 'int' else 'F32_MAX'}"
+            args.append(f"{op}={limit}" if beyond else f"{op}={bound!r}")
+        elif bound is not None:
+            args.append(
+                f"{op}=dt.datetime.fromisoformat({str(bound)!r})" if spec.dtype == "datetime" else f"{op}={bound!r}"
+            )
     if spec.description:
         args.append(f"description={spec.description!r}")
     return f"    {ident}: {typ} = Field({', '.join(args)})" if args else f"    {ident}: {typ}"
@@ -92,6 +97,8 @@ def row_source(contract: Contract) -> str:
     fields = "\n".join(_field_source(c, idents[c], contract.columns[c]) for c in contract.features)
     terms = "".join(f"\n        {t}," for t in _encoder_terms(contract, idents))
     return f'''FEATURES = {contract.features!r}
+F32_MAX = {F32_MAX!r}  # float32's largest finite value: the model computes in float32, numbers past it are refused
+F32_INT_MAX = int(F32_MAX)
 
 
 class Row(BaseModel):
@@ -243,6 +250,8 @@ CLASSES = $classes
 BATCHING_WINDOW_S = float(os.environ.get("AIWB_BATCHING_WINDOW_MS", "$window_ms")) / 1000
 MAX_BATCH_SIZE = int(os.environ.get("AIWB_MAX_BATCH_SIZE", "$max_batch_size"))
 MAX_BODY_BYTES = int(os.environ.get("AIWB_MAX_BODY_BYTES", str(4 * 2**20)))
+MAX_CONCURRENCY = int(os.environ.get("AIWB_MAX_CONCURRENCY", "128"))  # requests in flight; past it: 429
+TIMEOUT_S = float(os.environ.get("AIWB_TIMEOUT_S", "30"))  # a request not answered by then: 504
 REQUEST_LOG_DIR = os.environ.get("AIWB_REQUEST_LOG_DIR", $log_dir_literal)
 TORCH_THREADS = int(os.environ.get("AIWB_TORCH_THREADS", "1"))
 FAST_PATH = os.environ.get("AIWB_FAST_PATH", "1") != "0"  # 0: every request takes BentoML's own API path
@@ -345,6 +354,53 @@ def _validation_error(detail: list[dict]) -> tuple[int, dict]:
     return 422, {"error": message, "field": errors[0]["field"] if errors else "body", "errors": errors}
 
 
+def _non_finite(predictions: list) -> tuple[int, dict] | None:
+    "A 422 naming each row whose model output is not finite (`None` from `predict_rows`): never a wrong 200."
+    bad = [i for i, p in enumerate(predictions) if p is None]
+    if not bad:
+        return None
+    why = ("the model's output for this row is not finite (NaN or infinity): its values are beyond what the model "
+           "computes with in float32; send values nearer the range of the training data")
+    errors = [{"field": f"rows[{i}]", "type": "non_finite_output", "message": why} for i in bad]
+    shown = ", ".join(e["field"] for e in errors[:10]) + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
+    return 422, {"error": f"{len(bad)} row(s) with a non-finite model output: {shown}: {why}",
+                 "field": errors[0]["field"], "errors": errors}
+
+
+ERROR_SCHEMA = {  # the body of every error /predict answers (429 and 504 come from BentoML and carry `error` only)
+    "title": "PredictError",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "What failed, where, and the fix."},
+        "field": {"type": "string", "description": "Where: `body`, `content-type`, or a path like `rows[3].age`."},
+        "errors": {"type": "array", "description": "Every invalid field.", "items": {
+            "type": "object", "required": ["field", "type", "message"], "properties": {
+                "field": {"type": "string"}, "type": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+PREDICT_ERRORS = {  # every status /predict answers besides 200 (BentoML would document 400, 404 and 500)
+    400: "The body is not valid JSON.",
+    413: "The body is larger than AIWB_MAX_BODY_BYTES: send fewer rows per request.",
+    415: "The content type is not `application/json` (pickle is never accepted).",
+    422: "A row breaks the contract (every field path is in `errors`), or the model's output for a row is not finite.",
+    429: "More requests in flight than AIWB_MAX_CONCURRENCY: retry later.",
+    504: "Not answered within AIWB_TIMEOUT_S seconds.",
+}
+
+
+def openapi_spec(spec: dict, path: str = "/predict") -> dict:
+    "BentoML's OpenAPI document with the statuses `path` really answers, each with its error body, and no 500."
+    post = spec.get("paths", {}).get(path, {}).get("post")
+    if post is not None:
+        ok = post.get("responses", {}).get("200")
+        body = {"application/json": {"schema": {"$$ref": "#/components/schemas/PredictError"}}}
+        errors = {str(status): {"description": d, "content": body} for status, d in PREDICT_ERRORS.items()}
+        post["responses"] = {"200": ok, **errors}
+        spec.setdefault("components", {}).setdefault("schemas", {})["PredictError"] = ERROR_SCHEMA
+    return spec
+
+
 def _reshape_error(status: int, body: bytes) -> tuple[int, dict]:
     "BentoML's validation error as a 422 that names every field path; other errors keep their status."
     try:
@@ -383,6 +439,8 @@ class RequestGuard:
         self.app, self.path = app, path
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/docs.json" and scope["method"] == "GET":
+            return await self._docs(scope, receive, send)
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
@@ -403,6 +461,26 @@ class RequestGuard:
             record["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             if SERVICE_LOG is not None:
                 SERVICE_LOG.put(record)
+
+    async def _docs(self, scope, receive, send):
+        "`/docs.json` as `openapi_spec` corrects it."
+        start: dict = {}
+        parts: list[bytes] = []
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(parts)
+        if start.get("status") == 200:
+            body = json.dumps(openapi_spec(json.loads(body), self.path)).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _handle(self, scope, receive, send, record):
         headers = dict(scope["headers"])
@@ -454,7 +532,7 @@ class RequestGuard:
             response = b"".join(parts)
             status = start["status"]
             if status >= 400:
-                status, payload = _reshape_error(status, response)
+                status, payload = record.pop("reply", None) or _reshape_error(status, response)
                 return await self._reply(send, record, status, payload)
             record["status"], record["response"] = status, response
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -485,6 +563,9 @@ class RequestGuard:
                 raise
             return await cls._reply(send, record, e.error_code.value, {"error": str(e)})
         record["cpu_ms"] = round(cpu_ms, 3)
+        refused = _non_finite(predictions)
+        if refused is not None:
+            return await cls._reply(send, record, *refused)
         answer = Predictions.model_construct(model=MODEL_NAME, version=MODEL_VERSION, predictions=predictions)
         response = answer.model_dump_json().encode()
         record["status"], record["response"] = 200, response
@@ -512,7 +593,7 @@ SERVICE_LOG: RequestLog | None = None
 @bentoml.service(
     name="$service_name",
     workers=1,
-    traffic={"timeout": 30},
+    traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
     logging={"access": {"enabled": False}},  # every request is in the request log instead
     tracing={"excluded_urls": [] if TRACE_PREDICT else ["/predict"]},
 )
@@ -537,8 +618,8 @@ class $class_name:
         if SERVICE_LOG is not None:
             SERVICE_LOG.close()
 
-    def predict_rows(self, vectors: list[list[float]]) -> list[Prediction]:
-        "The model on a batch of encoded rows."
+    def predict_rows(self, vectors: list[list[float]]) -> list[Prediction | None]:
+        "The model on a batch of encoded rows; `None` for a row whose output is not finite."
         try:
             x = torch.tensor(vectors, dtype=torch.float32)
         except (TypeError, ValueError) as e:
@@ -557,6 +638,11 @@ $predict_rows_body
         predictions, cpu_ms = await BATCHER.submit([encode(row) for row in rows])
         if record is not None:
             record["cpu_ms"] = round(cpu_ms, 3)
+        refused = _non_finite(predictions)
+        if refused is not None:
+            if record is not None:
+                record["reply"] = refused  # the guard answers it, naming the rows as the fast path does
+            raise bentoml.exceptions.UnprocessableEntity(refused[1]["error"])
         return Predictions.model_construct(model=MODEL_NAME, version=MODEL_VERSION, predictions=predictions)
 
 
@@ -593,9 +679,11 @@ class Predictions(BaseModel):
 _PREDICT_ROWS = {
     "classification": """        return [
             Prediction.model_construct(label=CLASSES[max(range(len(p)), key=p.__getitem__)], probabilities=p)
+            if all(map(math.isfinite, p))
+            else None  # never a wrong answer: `_non_finite` makes it a 422 naming the row
             for p in out
         ]""",
-    "regression": """        return [Prediction.model_construct(value=v) for v in out]""",
+    "regression": """        return [Prediction.model_construct(value=v) if math.isfinite(v) else None for v in out]""",
 }
 
 
@@ -715,12 +803,12 @@ def bentofile_source(class_name: str, ref: str, labels: dict[str, str]) -> str:
     return head + yaml.safe_dump(config, sort_keys=False)
 
 # %% ../nbs/30_serving.ipynb #9bc6eff1
-def _trace(model_uri: str, n_inputs: int, example):
-    "The logged model traced to TorchScript, checked against the original on sample inputs."
-    import mlflow
+def _trace(model_dir: Path, model_uri: str, n_inputs: int, example):
+    "The logged model (downloaded to `model_dir`) traced to TorchScript, checked against the original on samples."
+    import mlflow.pytorch
     import torch
 
-    original = mlflow.pytorch.load_model(model_uri)
+    original = mlflow.pytorch.load_model(str(model_dir))  # a local folder: no tracking URI is consulted
     if isinstance(original, torch.nn.Module) and not isinstance(original, torch.fx.GraphModule):
         original.eval()  # a pickled module; an exported (pt2) program is in inference form already
     generator = torch.Generator().manual_seed(0)
@@ -739,9 +827,9 @@ def _trace(model_uri: str, n_inputs: int, example):
     return traced
 
 
-def _load_example(info):
+def _load_example(info, model_dir: Path):
     try:
-        return info.load_input_example()
+        return info.load_input_example(str(model_dir))
     except Exception:  # noqa: BLE001 - the example is only an extra check
         return None
 
@@ -757,22 +845,25 @@ def _path_prefix(settings: Settings) -> str:
 
 def package(ref: str, out: Path | None = None, settings: Settings | None = None) -> dict:
     "Import model version `ref` (`NAME@ALIAS` or `NAME/VERSION`) into the BentoML store and write its build directory."
-    import mlflow
+    import tempfile
+
     import torch
+    from mlflow.models import Model
 
     from aiworkbench.registry import parse_ref, resolve_version
     from aiworkbench.request_log import request_log_dir
-    from aiworkbench.tracking import client, use_store
+    from aiworkbench.tracking import client, download
 
     settings = settings or load_settings()
     name, which = parse_ref(ref)
     mv = resolve_version(name, which, settings)
-    use_store(settings)
-    info = mlflow.models.get_model_info(mv.source)
-    run_tags = dict(client(settings).get_run(mv.run_id).data.tags) if mv.run_id else {}
-    fit = check_version(mv, info, run_tags)
-    contract, n_inputs, version = fit["contract"], len(fit["features"]), int(mv.version)
-    traced = _trace(mv.source, n_inputs, _load_example(info))
+    with tempfile.TemporaryDirectory(prefix="aiwb-package-") as tmp:
+        model_dir = download(mv.source, settings=settings, dst=tmp)  # the project's store, not MLflow's global URI
+        info = Model.load(model_dir)
+        run_tags = dict(client(settings).get_run(mv.run_id).data.tags) if mv.run_id else {}
+        fit = check_version(mv, info, run_tags)
+        contract, n_inputs, version = fit["contract"], len(fit["features"]), int(mv.version)
+        traced = _trace(model_dir, mv.source, n_inputs, _load_example(info, model_dir))
 
     home = bentoml_home(settings)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

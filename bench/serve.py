@@ -1,10 +1,12 @@
 """Serving benchmark: the breast-cancer MLP behind (a) a minimal uvicorn + starlette app (the reference), (b) a
 hand-written BentoML service with BentoML's defaults, (c) the service `aiwb package` generates (request log on),
-(d) `mlflow models serve`; each on 127.0.0.1 with one worker. Load comes from a bounded closed-loop asyncio client
-(aiohttp) in its own process. Prints p50/p95/p99 latency, req/s and the ratios to (a); the last line starts with
-`ratio`.
+(d) `mlflow models serve`; each on 127.0.0.1 with one worker; and (c) again under mixed traffic, one request in
+five bad (missing field, wrong type, out of range, empty batch, not JSON, wrong content type), where `err` counts
+every answer other than the expected one (200, or the 4xx naming the fault). Load comes from a bounded closed-loop
+asyncio client (aiohttp) in its own process. Prints p50/p95/p99 latency, req/s and the ratios to (a); the last line
+starts with `ratio`.
 
-    python bench/serve.py                       # 10 s per concurrency level, c = 1, 8, 32
+    python bench/serve.py                       # 10 s per concurrency level, c = 1, 8, 32; variants a,b,c,cm,d
     python bench/serve.py --seconds 1 --concurrency 1,8 --variants a,c     # a smoke run
     python bench/serve.py --variants a,c,c0,cb --after-load   # what batching and the fast path buy
 """
@@ -88,25 +90,30 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------- the load client (its own process)
-async def _load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+async def _load(url: str, bodies: list, concurrency: int, seconds: float) -> dict:
+    "Closed-loop load cycling through `bodies` ([body, content type, expected status]); `errors`: other answers."
     import aiohttp
 
-    latencies, statuses = [], {}
+    latencies, wrong = [], 0
     connector = aiohttp.TCPConnector(limit=concurrency)
+    sent = 0
     async with aiohttp.ClientSession(connector=connector) as session:
-        headers = {"content-type": "application/json"}
+        body, media, _ = bodies[0]
         for _ in range(min(20, concurrency * 2)):  # warm-up: connections, first calls
-            async with session.post(url, data=body, headers=headers) as r:
+            async with session.post(url, data=body.encode(), headers={"content-type": media}) as r:
                 await r.read()
         end = time.perf_counter() + seconds
 
         async def worker():
+            nonlocal sent, wrong
             while time.perf_counter() < end:
+                body, media, expected = bodies[sent % len(bodies)]
+                sent += 1
                 t = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as r:
+                async with session.post(url, data=body.encode(), headers={"content-type": media}) as r:
                     await r.read()
                 latencies.append(time.perf_counter() - t)
-                statuses[r.status] = statuses.get(r.status, 0) + 1
+                wrong += r.status != expected
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -122,14 +129,29 @@ async def _load(url: str, body: bytes, concurrency: int, seconds: float) -> dict
         "p50": q(0.50),
         "p95": q(0.95),
         "p99": q(0.99),
-        "errors": sum(v for k, v in statuses.items() if k != 200),
+        "errors": wrong,
     }
 
 
-def run_client(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+def mixed_bodies(ctx: dict) -> list:
+    "Four good requests to one bad, the bad ones in turn: what a fault-tolerant service answers without a 5xx."
+    row, first = ctx["row"], ctx["features"][0]
+    good = [json.dumps({"rows": [row]}), "application/json", 200]
+    bad = [
+        [json.dumps({"rows": [{k: v for k, v in row.items() if k != first}]}), "application/json", 422],
+        [json.dumps({"rows": [{**row, first: "high"}]}), "application/json", 422],
+        [json.dumps({"rows": [{**row, first: 1e308}]}), "application/json", 422],
+        [json.dumps({"rows": []}), "application/json", 422],
+        ["{rows: [", "application/json", 400],
+        ["rows=1", "text/plain", 415],
+    ]
+    return [b for one in bad for b in [good] * 4 + [one]]
+
+
+def run_client(url: str, bodies: list, concurrency: int, seconds: float) -> dict:
     "The load client in a process of its own: server and client do not share an interpreter."
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        f.write(body)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(bodies, f)
     out = subprocess.run(
         [sys.executable, __file__, "--client", url, f.name, str(concurrency), str(seconds)],
         capture_output=True,
@@ -275,6 +297,7 @@ LABELS = {
     "c": "(c) aiwb package",
     "d": "(d) mlflow models serve",
     "c0": "(c) batching off",
+    "cm": "(c) 20 % bad requests",
     "cb": "(c) BentoML API path",
 }
 VARIANT_ENV = {  # (c) with one setting changed, to show what it buys
@@ -288,7 +311,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="load per concurrency level")
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument(
-        "--variants", default="a,b,c,d", help="a,b,c,d; c0 adds (c) with batching off, cb (c) without its fast path"
+        "--variants",
+        default="a,b,c,cm,d",
+        help="a,b,c,d; cm: (c) under mixed traffic; c0 adds (c) with batching off, cb (c) without its fast path",
     )
     ap.add_argument("--after-load", action="store_true", help="measure c=1 again after the highest concurrency")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -296,7 +321,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.client:
         url, body_file, c, s = args.client
-        print(json.dumps(asyncio.run(_load(url, Path(body_file).read_bytes(), int(c), float(s)))))
+        print(json.dumps(asyncio.run(_load(url, json.loads(Path(body_file).read_text()), int(c), float(s)))))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the `finally` below stops the server
     work = args.workdir or Path(tempfile.mkdtemp(prefix="aiwb-bench-serve-"))
@@ -308,8 +333,15 @@ def main() -> None:
     running: dict[str, tuple] = {}  # all servers up at once: each level runs the variants back to back, so a
     try:  # noisy neighbour on a shared machine skews the ratios far less than one variant after the other
         for variant in args.variants.split(","):
+            if variant == "cm" and "c" in running:  # the same server as (c), other traffic
+                proc, url, _ = running["c"]
+                running[variant] = (proc, url, mixed_bodies(ctx))
+                results[variant] = {"ready_s": proc.ready_s}
+                continue
             try:
-                running[variant] = start(variant[0], ctx, work, VARIANT_ENV.get(variant))
+                proc, url, body = start(variant[0], ctx, work, VARIANT_ENV.get(variant))
+                bodies = mixed_bodies(ctx) if variant == "cm" else [[body.decode(), "application/json", 200]]
+                running[variant] = (proc, url, bodies)
             except (RuntimeError, OSError) as e:
                 log(f"{LABELS[variant]}: skipped: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
                 continue
@@ -317,8 +349,8 @@ def main() -> None:
         plan = levels + ([1] if args.after_load and len(levels) > 1 else [])
         for i, c in enumerate(plan):
             key = f"{c}" if i < len(levels) else f"{c} after load"
-            for variant, (_, url, body) in running.items():
-                results[variant][key] = run_client(url, body, c, args.seconds)
+            for variant, (_, url, bodies) in running.items():
+                results[variant][key] = run_client(url, bodies, c, args.seconds)
                 log(f"{LABELS[variant]} c={key}: {results[variant][key]}")
     finally:
         for proc, _, _ in running.values():
@@ -351,7 +383,7 @@ def main() -> None:
     print("\nready after start (s): " + ", ".join(f"{LABELS[v]} {r['ready_s']:.1f}" for v, r in results.items()))
     mid = str(levels[1] if len(levels) > 1 else levels[0])
     parts = []
-    for v in ("b", "c", "c0", "cb", "d"):
+    for v in ("b", "c", "cm", "c0", "cb", "d"):
         if v in results and "a" in results and mid in results[v]:
             r, a = results[v][mid], results["a"][mid]
             parts.append(f"{v}/a req/s {r['rps'] / a['rps']:.2f} p95 {r['p95'] / a['p95']:.2f}")

@@ -1,5 +1,6 @@
 "A registered model served by a real `bentoml serve` on 127.0.0.1: contract-checked input, faults, request log, CLI."
 
+import http.client
 import json
 import os
 import pickle
@@ -38,6 +39,8 @@ def project(tmp_path_factory):
     df.insert(0, "clinic", [CLINICS[i % 3] for i in range(len(df))])
     contract = infer_contract(df, "breast_cancer", target="target")
     contract.columns["clinic"].allowed = CLINICS
+    for col in contract.features[2:]:  # bounds relaxed, as a user may: only `mean radius` keeps its observed range
+        contract.columns[col].min = contract.columns[col].max = None
     fit = train_tabular(df, contract, max_epochs=1, settings=settings, register="bc", enable_progress_bar=False)
     promote("bc", fit.registered["version"], settings=settings)
     return {"root": root, "settings": settings, "df": df, "contract": contract, "model_uri": fit.model_uri}
@@ -48,9 +51,7 @@ def served(project):
     from aiworkbench.serving import package, serve
 
     packaged = package("bc@champion", settings=project["settings"])
-    started = time.perf_counter()
     with serve("bc@champion", settings=project["settings"]) as server:
-        server.ready_seconds = time.perf_counter() - started
         yield {**project, "server": server, "url": server.url, "packaged": packaged}
 
 
@@ -66,9 +67,9 @@ def post(url, body, content_type="application/json", **kw):
 def test_predictions_match_training_encoding(served):
     "Served probabilities are the logged model's outputs on `encode_features` of the same rows."
     import bentoml
-    import mlflow
     import torch
 
+    from aiworkbench.tracking import load_pytorch
     from aiworkbench.training import encode_features
 
     df, contract = served["df"], served["contract"]
@@ -76,7 +77,7 @@ def test_predictions_match_training_encoding(served):
         result = client.predict(rows=rows_of(df, 20))
     assert result["model"] == "bc" and result["version"] == 1 and result["classes"] == [0, 1]
     got = np.array([p["probabilities"] for p in result["predictions"]])
-    model = mlflow.pytorch.load_model(served["model_uri"])
+    model = load_pytorch(served["model_uri"], settings=served["settings"])
     want = model(torch.from_numpy(encode_features(df.iloc[:20], contract))).detach().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert [p["label"] for p in result["predictions"]] == list(want.argmax(1))
@@ -85,11 +86,14 @@ def test_predictions_match_training_encoding(served):
 def test_health_and_metrics(served):
     for path in ("/readyz", "/livez", "/metrics"):
         assert httpx.get(served["url"] + path, timeout=5).status_code == 200, path
-    assert served["server"].ready_seconds < 60
 
 
 def _bad_requests(df):
     good = rows_of(df, 1)[0]
+    huge = {
+        k: (3e38 if i % 2 else -3e38) if k not in ("clinic", "mean radius") else v
+        for i, (k, v) in enumerate(good.items())
+    }
     return {
         "missing field": (
             {"rows": [{k: v for k, v in good.items() if k != "mean radius"}]},
@@ -109,6 +113,8 @@ def _bad_requests(df):
             "rows[0].worst area",
         ),
         "out of range": ({"rows": [{**good, "mean radius": -5.0}]}, 422, "rows[0].mean radius"),
+        "beyond float32": ({"rows": [{**good, "worst area": 1e308}]}, 422, "rows[0].worst area"),
+        "non-finite output": ({"rows": [good, huge]}, 422, "rows[1]"),  # each value in float32, the output NaN
         "unknown category": ({"rows": [{**good, "clinic": "east"}]}, 422, "rows[0].clinic"),
         "empty batch": ({"rows": []}, 422, "rows"),
         "no rows key": ({"data": [good]}, 422, "rows"),
@@ -124,6 +130,8 @@ BAD_CASES = [
     "NaN",
     "infinity",
     "out of range",
+    "beyond float32",
+    "non-finite output",
     "unknown category",
     "empty batch",
     "no rows key",
@@ -197,22 +205,19 @@ def test_pickle_is_never_deserialised(served, tmp_path):
     for media in ("application/vnd.bentoml+pickle", "application/python-pickle", "application/octet-stream"):
         r = post(served["url"], payload, media)
         assert r.status_code == 415, (media, r.status_code, r.text)
-    time.sleep(0.2)
-    assert not canary.exists()
+    assert not canary.exists()  # each request was answered above: had it been unpickled, the file would be there
 
 
 def test_mixed_load_has_no_5xx(served):
-    "About 20 % bad requests from 8 threads for a bounded time: no 5xx; every bad one a 4xx naming a field."
+    "8 threads x 40 requests, about 20 % bad: no 5xx; every good one 200, every bad one the 4xx naming its field."
     df = served["df"]
     bad = list(_bad_requests(df).values())
-    seconds = float(os.environ.get("AIWB_TEST_LOAD_SECONDS", "8"))
-    deadline = time.monotonic() + seconds
     outcomes = []
 
     def worker(seed):
         rng = random.Random(seed)
         with httpx.Client(timeout=30) as http:
-            while time.monotonic() < deadline:
+            for _ in range(40):
                 if rng.random() < 0.2:
                     body, _, field = rng.choice(bad)
                     media = "text/plain" if field == "content-type" else "application/json"
@@ -228,11 +233,11 @@ def test_mixed_load_has_no_5xx(served):
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(worker, range(8)))
-    assert len(outcomes) > 50
+    assert len(outcomes) == 320
     assert not [o for o in outcomes if o[1] >= 500]
     good = [o for o in outcomes if o[0] is None]
     wrong = [o for o in outcomes if o[0] is not None and not (400 <= o[1] < 500 and o[2] == o[0])]
-    assert all(o[1] == 200 for o in good) and not wrong, wrong[:5]
+    assert good and len(good) < 320 and all(o[1] == 200 for o in good) and not wrong, wrong[:5]
 
 
 def test_request_log_is_written_and_read_back(served):
@@ -328,8 +333,14 @@ def test_cli_package_and_serve(served, aiwb):
     r = aiwb("package", "bc@champion", "--json", cwd=root, timeout=300)
     assert r.code == 0, r.err
     assert r.json()["version"] == 1 and Path(r.json()["build_dir"], "service.py").exists()
-    r = aiwb("package", "bc@nope", cwd=root)
-    assert r.code == 2 and "has no alias `nope`" in r.err
+    assert not (root / "mlflow.db").exists() and not (root / "mlruns").exists()  # only .aiwb/ holds a store
+    for command in ("package", "serve"):
+        r = aiwb(command, "bc@nope", cwd=root)
+        assert r.code == 2 and "model `bc` has no alias `nope`; it has: champion" in r.err, (command, r.err)
+        r = aiwb(command, "nope@champion", cwd=root)
+        assert r.code == 2 and "no registered model `nope`; models: bc" in r.err, (command, r.err)
+        r = aiwb(command, "bc/99", cwd=root)
+        assert r.code == 2 and "model `bc` has no version `99`" in r.err, (command, r.err)
     from aiworkbench.serving import free_port
 
     port = free_port()
@@ -351,30 +362,61 @@ def test_cli_package_and_serve(served, aiwb):
         httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
 
 
-def test_sigterm_under_load_finishes_accepted_requests(served):
-    "Requests in flight when the server gets SIGTERM are answered 200; none gets a 5xx."
-    server = served["server"]
-    df = served["df"]
-    results, stop_at = [], time.monotonic() + 1.0
+def _in_progress(url: str) -> float:
+    "BentoML's gauge of /predict requests being handled now (its metrics middleware wraps the guard)."
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("bentoml_service_request_in_progress{") and 'endpoint="/predict"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
-    def worker():
-        with httpx.Client(timeout=30) as http:
-            while True:
-                try:
-                    r = http.post(f"{server.url}/predict", json={"rows": rows_of(df, 4)})
-                except httpx.TransportError:
-                    return  # refused after shutdown began: not accepted
-                results.append((time.monotonic(), r.status_code))
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    while time.monotonic() < stop_at:
-        time.sleep(0.05)
-    signaled = time.monotonic()
-    server.stop()
-    for t in threads:
-        t.join(30)
-    assert results and all(code == 200 for _, code in results)
-    assert server.process.returncode is not None
-    assert any(ts >= signaled for ts, _ in results) or len(results) > 10
+def test_sigterm_finishes_accepted_requests(served, tmp_path):
+    "Requests the server is handling when it gets SIGTERM are answered 200 in full, and it then exits 0."
+    from aiworkbench.serving import Server, bentoml_env, free_port
+
+    server = Server(Path(served["packaged"]["build_dir"]), "127.0.0.1", free_port(), bentoml_env(served["settings"]))
+    server.log_path = tmp_path / "serve.log"
+    body = json.dumps({"rows": rows_of(served["df"], 4)}).encode()
+    rest = threading.Event()
+    results = {}
+
+    def slow_request(i):
+        "The body's first bytes now, the rest once the server is shutting down: in flight across the SIGTERM."
+
+        def chunks():
+            yield body[:100]
+            rest.wait(60)
+            yield body[100:]
+
+        headers = {"content-type": "application/json", "content-length": str(len(body))}
+        with httpx.Client(timeout=60) as client:
+            try:
+                r = client.post(f"{server.url}/predict", content=chunks(), headers=headers)
+                results[i] = (r.status_code, len(r.json().get("predictions", [])))
+            except httpx.HTTPError as e:
+                results[i] = repr(e)
+
+    with server.start():
+        threads = [threading.Thread(target=slow_request, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while _in_progress(server.url) < 4:  # all four accepted: the server is reading their bodies
+            assert time.monotonic() < deadline, _in_progress(server.url)
+            time.sleep(0.05)
+        idle = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        idle.request("GET", "/livez")
+        answer = idle.getresponse()
+        assert answer.status == 200 and answer.read() is not None  # read in full: the connection is idle now
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:  # a graceful shutdown closes idle keep-alive connections first: then it has begun
+            closed = idle.sock.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        rest.set()
+        for t in threads:
+            t.join(60)
+        code = server.process.wait(30)
+    assert closed, "the idle connection stayed open after SIGTERM"
+    assert results == {i: (200, 4) for i in range(4)}, results
+    assert code == 0, server.log_tail()
