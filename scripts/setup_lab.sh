@@ -2,6 +2,7 @@
 # What the JupyterLab extension's build and browser tests need, installed only when missing:
 # Debian chromium (never a browser downloaded by a tool), the extension's npm packages (npm ci from
 # package-lock.json), the built extension, and its links into the venv so `jupyter lab` loads it.
+# Idempotent: a second run, or a run over a broken earlier install, leaves the same working state.
 # Usage: scripts/setup_lab.sh [VENV]   (default .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,19 @@ fi
 if [ ! -f "$EXT/labextension/static/style.js" ] || [ -n "$(find "$EXT/src" "$EXT/style" "$EXT/package.json" -newer "$EXT/labextension/package.json" -print -quit)" ]; then
   (cd "$EXT" && PATH="$VENV/bin:$PATH" npm run build --silent)
 fi
-mkdir -p "$VENV/share/jupyter/labextensions" "$VENV/etc/jupyter/jupyter_server_config.d"
-ln -sfn "$PWD/$EXT/labextension" "$VENV/share/jupyter/labextensions/aiworkbench-lab"
+# The venv's copy of the extension becomes a link to the build, as `jupyter labextension develop --overwrite` does.
+# The editable install leaves a real directory there (holding install.json, and a copy of the build if one existed
+# when pip ran); `ln -sfn` into a directory would put the link *inside* it, so a directory is removed first.
+LABEXT="$VENV/share/jupyter/labextensions/aiworkbench-lab"
+mkdir -p "$VENV/share/jupyter/labextensions" "$VENV/etc/jupyter/jupyter_server_config.d" \
+  "$VENV/share/jupyter/lab/settings/overrides.d"
+if [ -d "$LABEXT" ] && [ ! -L "$LABEXT" ]; then
+  rm -rf "$LABEXT"
+fi
+ln -sfn "$PWD/$EXT/labextension" "$LABEXT"
 cp jupyter-config/jupyter_server_config.d/aiworkbench.json "$VENV/etc/jupyter/jupyter_server_config.d/"
+# Lab setting defaults of the project (no "get notified about official Jupyter news?" prompt); users may override.
+cp jupyter-config/lab-settings/overrides.d/aiworkbench.json "$VENV/share/jupyter/lab/settings/overrides.d/"
+if [ ! -f "$LABEXT/package.json" ]; then
+  echo "setup_lab.sh: $LABEXT/package.json is missing after linking; is $EXT/labextension built?" >&2; exit 1
+fi

@@ -1,9 +1,17 @@
-"""A real `jupyter lab` on 127.0.0.1 with the aiworkbench server and Lab extensions, for UI tests and benchmarks."""
+"""A real `jupyter lab` on 127.0.0.1 with the aiworkbench server and Lab extensions as installed, for UI tests and
+benchmarks.
+
+The Lab runs the way a user starts it: the labextensions, server-extension config and Lab setting defaults come from
+the Python environment's own prefix (`<prefix>/share/jupyter`, `<prefix>/etc/jupyter`), where
+`scripts/setup_lab.sh` (for `make lab`) or `pip install` of the wheel put them. Only the per-user folders (config,
+data, settings, workspaces) are fresh, so nothing in the tester's home can supply or hide an extension or a setting.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -18,6 +26,41 @@ from pathlib import Path
 REPO = Path(__file__).parents[2]
 EXTENSION = REPO / "extensions" / "aiworkbench-lab"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Variables that would point Jupyter away from the environment's own paths.
+JUPYTER_PATH_VARS = (
+    "JUPYTER_PATH",
+    "JUPYTERLAB_DIR",
+    "JUPYTER_CONFIG_PATH",
+    "JUPYTER_PREFER_ENV_PATH",
+    "JUPYTER_CONFIG_DIR",
+    "JUPYTER_DATA_DIR",
+    "JUPYTERLAB_SETTINGS_DIR",
+    "JUPYTERLAB_WORKSPACES_DIR",
+    "AIWB_ROOT",
+    "JUPYTER_TOKEN",
+)
+NEWS_PROMPT = "official Jupyter news"
+
+
+def installed_labextension(prefix: str | Path = sys.prefix) -> Path:
+    "Where `jupyter lab` of the environment at `prefix` finds the aiworkbench Lab extension."
+    return Path(prefix) / "share" / "jupyter" / "labextensions" / "aiworkbench-lab"
+
+
+def user_env(tmp: Path) -> dict[str, str]:
+    "The environment of a user with empty per-user Jupyter folders under `tmp`; the prefix's paths untouched."
+    env = {k: v for k, v in os.environ.items() if k not in JUPYTER_PATH_VARS}
+    env.update(
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        JUPYTER_DATA_DIR=str(tmp / "data"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+    )
+    return env
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def free_port() -> int:
@@ -26,53 +69,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def missing() -> str | None:
+def missing(prefix: str | Path = sys.prefix) -> str | None:
     "Why the browser tests cannot run here, or None."
     if not Path(CHROMIUM).exists():
         return f"no Chromium at {CHROMIUM}: apt-get install chromium"
     if not shutil.which("node"):
         return "no node on PATH"
-    if not (EXTENSION / "labextension" / "package.json").exists():
-        return "the Lab extension is not built: cd extensions/aiworkbench-lab && npm ci && npm run build"
     if not (EXTENSION / "node_modules" / "playwright-core").exists():
-        return "playwright-core is not installed: cd extensions/aiworkbench-lab && npm ci"
+        return "playwright-core is not installed: bash scripts/setup_lab.sh .venv (make lab-ext)"
+    if not (installed_labextension(prefix) / "package.json").exists():
+        return (
+            f"the Lab extension is not installed at `{installed_labextension(prefix)}`: "
+            "bash scripts/setup_lab.sh .venv (make lab-ext)"
+        )
     return None
 
 
 @contextmanager
-def jupyter_lab(root: Path, log: Path | None = None):
-    "A running JupyterLab on `root` (token auth, the extensions enabled); yields (base_url, token); stopped on exit."
+def jupyter_lab(root: Path, log: Path | None = None, python: str | Path = sys.executable):
+    "Plain `jupyter lab` of the environment of `python` on `root` (token auth); yields (base_url, token)."
     token = secrets.token_hex(16)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="aiwb-lab-") as tmp:
         tmp = Path(tmp)
+        env = user_env(tmp)
         (tmp / "config").mkdir()
-        (tmp / "share" / "labextensions").mkdir(parents=True)
-        (tmp / "share" / "labextensions" / "aiworkbench-lab").symlink_to(EXTENSION / "labextension")
+        # The one user setting: REST routes refuse requests without a token (RELIABILITY row 9).
         (tmp / "config" / "jupyter_server_config.json").write_text(
-            json.dumps(
-                {
-                    "ServerApp": {
-                        "jpserver_extensions": {"aiworkbench.server": True},
-                        "allow_unauthenticated_access": False,
-                    }
-                }
-            )
-        )
-        news = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-        news.mkdir(parents=True)
-        (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-        env = {k: v for k, v in os.environ.items() if k not in ("AIWB_ROOT", "JUPYTER_TOKEN")}
-        env.update(
-            JUPYTER_CONFIG_DIR=str(tmp / "config"),
-            JUPYTER_PATH=str(tmp / "share"),
-            JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
-            JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+            json.dumps({"ServerApp": {"allow_unauthenticated_access": False}})
         )
         out = open(log or tmp / "lab.log", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [
-                sys.executable,
+                str(python),
                 "-m",
                 "jupyterlab",
                 "--allow-root",
@@ -82,8 +111,6 @@ def jupyter_lab(root: Path, log: Path | None = None):
                 "--port-retries=0",
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}",
-                "--LabApp.news_url=None",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             ],
             cwd=root,
             env=env,
@@ -132,6 +159,16 @@ def drive(base: str, token: str, shots: Path, mode: str = "full", timeout: float
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def api(base: str, token: str, route: str) -> dict:
-    with urllib.request.urlopen(f"{base}aiworkbench/api/{route}?token={token}", timeout=30) as r:
+def get(base: str, token: str, path: str) -> dict:
+    "GET `path` of the server at `base` (JSON)."
+    with urllib.request.urlopen(f"{base}{path}?token={token}", timeout=30) as r:
         return json.loads(r.read())
+
+
+def api(base: str, token: str, route: str) -> dict:
+    return get(base, token, f"aiworkbench/api/{route}")
+
+
+def lab_setting_default(base: str, token: str, plugin: str, key: str):
+    "The default of a Lab setting as the server hands it to the page (the schema's, after overrides.d)."
+    return get(base, token, f"lab/api/settings/{plugin}")["schema"]["properties"][key]["default"]

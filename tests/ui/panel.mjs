@@ -63,7 +63,15 @@ await step('load', async () => {
   await page.locator('#aiworkbench-panel .aiwb-model').first().waitFor();
   results.panel_rendered_ms = Date.now() - t0;
   results.phase_text = await page.locator('#aiworkbench-panel .aiwb-phase').innerText();
+  results.phase_number = await page.locator('#aiworkbench-panel .aiwb-phase .aiwb-phase-number').allInnerTexts();
   results.kpis_text = await page.locator('#aiworkbench-panel .aiwb-kpis').innerText();
+  results.kpi_keys = await page
+    .locator('#aiworkbench-panel .aiwb-kpis .aiwb-kpi')
+    .evaluateAll(nodes => nodes.map(n => n.dataset.kpi));
+  // "No phase yet", "No KPIs yet" or an error line where data belongs
+  results.phase_kpi_gaps = await page
+    .locator('#aiworkbench-panel :is(.aiwb-phase, .aiwb-kpis) :is(.aiwb-nodata, .aiwb-error)')
+    .allInnerTexts();
   await page.screenshot({ path: join(shots, 'panel.png') });
 });
 
@@ -105,6 +113,9 @@ if (mode === 'full') {
     await page.screenshot({ path: join(shots, 'job-run.png') });
   });
 }
+// JupyterLab emits its news question once the app is restored (long before this point in `full` mode); the toast
+// does not close by itself, so a prompt that was asked is still in the page here.
+results.news_prompts = await page.getByText('official Jupyter news').count();
 results.page_errors = errors;
 console.log(JSON.stringify(results));
 await context.close();

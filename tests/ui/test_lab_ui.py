@@ -1,4 +1,5 @@
-"The Workbench panel in real JupyterLab and headless Debian Chromium: phase, KPIs, promote/rollback, Run as job."
+"""The Workbench panel in plain `jupyter lab` as installed in the venv (by `make lab-ext`), in headless Debian
+Chromium: phase, KPIs, promote/rollback, Run as job, and no Jupyter news prompt."""
 
 import sys
 from pathlib import Path
@@ -8,9 +9,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 from fixture_project import make_project  # noqa: E402
-from lab import api, drive, jupyter_lab, missing  # noqa: E402
+from lab import NEWS_PROMPT, api, drive, installed_labextension, jupyter_lab, lab_setting_default, missing  # noqa: E402
 
 SHOTS = Path(__file__).parent / "screenshots"
+NOTIFICATION = "@jupyterlab/apputils-extension:notification"
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +28,18 @@ def lab(tmp_path_factory):
 def test_panel_phase_kpis_promote_rollback_and_run_as_job(lab):
     base, token = lab
     got = drive(base, token, SHOTS)
-    phase, kpis = api_or_error(base, token, "phase"), api_or_error(base, token, "kpis")
-    if "phase" in phase:
-        assert f"Phase {phase['phase']}" in got["phase_text"]
-    else:  # the phases part is not installed yet: the panel says so instead of failing
-        assert "No phase yet" in got["phase_text"] and "not available yet" in got["phase_text"]
-    if "kpis" in kpis:
-        assert all(k["title"] in got["kpis_text"] for k in kpis["kpis"])
-    else:
-        assert "No KPIs yet" in got["kpis_text"]
+    phase, kpis = api(base, token, "phase"), api(base, token, "kpis")  # a 404 here is a failure
+    assert got["phase_kpi_gaps"] == [], got["phase_kpi_gaps"]
+    assert got["phase_number"] == [str(phase["phase"])]
+    assert f"Phase {phase['phase']}: {phase['name']}" in got["phase_text"]
+    for p in (1, 2, 3, 4):  # each group's summary counts what the API says; the next phase's group is open
+        items = [item for item in phase["items"] if item["phase"] == p]
+        assert f"{p}. " in got["phase_text"] and f"({sum(i['ok'] for i in items)}/{len(items)})" in got["phase_text"]
+        if p == phase["phase"] + 1:
+            assert all(item["title"] in got["phase_text"] for item in items), got["phase_text"]
+    assert kpis["kpis"] and got["kpi_keys"] == [k["key"] for k in kpis["kpis"]]
+    assert all(k["title"] in got["kpis_text"] for k in kpis["kpis"])
+    assert "[object Object]" not in got["kpis_text"]
     assert (got["alias_before"], got["alias_after_promote"], got["alias_after_rollback"]) == (
         "champion@v1",
         "champion@v2",
@@ -46,15 +51,31 @@ def test_panel_phase_kpis_promote_rollback_and_run_as_job(lab):
     assert job["parameters"] == {"epochs": 4, "lr": 0.1, "label": "demo"}
     runs = api(base, token, "jobs/train-ui/runs")["runs"]
     assert [r["status"] for r in runs] == ["succeeded"] and "succeeded" in got["job_run_text"]
+    assert got["news_prompts"] == 0, f"JupyterLab asked `{NEWS_PROMPT}?`"
     assert got["page_errors"] == []
     for shot in ("panel.png", "promoted.png", "run-as-job-form.png", "job-run.png"):
         assert (SHOTS / shot).stat().st_size > 10_000, shot
 
 
-def api_or_error(base, token, route):
-    import urllib.error
+def test_lab_serves_the_installed_extension_and_the_project_settings(lab):
+    base, token = lab
+    # the extension the page loads is the venv's (no private labextensions folder in this Lab)
+    page = api_page_config(base, token)
+    ours = [e for e in page["federated_extensions"] if e["name"] == "aiworkbench-lab"]
+    assert len(ours) == 1, page["federated_extensions"]
+    assert (installed_labextension() / ours[0]["load"]).is_file(), ours[0]
+    # the project's default (overrides.d in the venv), so the news question is never asked
+    assert lab_setting_default(base, token, NOTIFICATION, "fetchNews") == "false"
 
-    try:
-        return api(base, token, route)
-    except urllib.error.HTTPError as e:
-        return {"status": e.code}
+
+def api_page_config(base, token):
+    "The page config JupyterLab writes into /lab for the browser."
+    import json
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}lab?token={token}", timeout=30) as r:
+        html = r.read().decode()
+    found = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S)
+    assert found, "no jupyter-config-data in /lab"
+    return json.loads(found.group(1))
