@@ -10,6 +10,7 @@ import difflib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import ContractError, SchemaMismatch
 
@@ -31,7 +33,40 @@ DTYPES = ("int", "float", "bool", "str", "datetime")
 Dtype = Literal["int", "float", "bool", "str", "datetime"]
 Scalar = bool | int | float | str
 
-_PY_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "datetime": (str,)}
+
+def _kind(value: Any) -> str:
+    "What YAML read `value` as, in words."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dt.datetime):
+        return "a date-time"
+    if isinstance(value, dt.date):
+        return "a date"
+    return {str: "text", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    "`value` as it is written in YAML, on one line (shortened past `limit` characters)."
+    if isinstance(value, dt.date):
+        text = value.isoformat()
+    elif isinstance(value, str):
+        text = value if value.isprintable() and "`" not in value else json.dumps(value, ensure_ascii=False)
+    else:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fits_dtype(value: Any, dtype: str) -> bool:
+    "Whether `value`, written in a contract, is a value of a column of `dtype`."
+    if dtype == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"int": int, "float": int | float, "str": str, "datetime": str}[dtype])
 
 
 class ColumnSpec(BaseModel):
@@ -40,11 +75,53 @@ class ColumnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dtype: Dtype
     nullable: bool = False
-    min: int | float | str | None = None  # inclusive; an ISO date-time for datetime columns
+    min: int | float | str | None = None  # inclusive; an ISO date or date-time for datetime columns
     max: int | float | str | None = None  # inclusive
     allowed: list[Scalar] | None = None  # the only values (categories) the column may hold
     unique: bool = False
     description: str = ""
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _bound_value(cls, value: Any) -> Any:
+        if isinstance(value, dt.date):  # YAML reads an unquoted 2020-01-01 as a date: the same bound, as ISO text
+            return value.isoformat()
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float | str)):
+            raise ValueError(
+                f"`{_show(value)}` is {_kind(value)}; a bound is a number, or an ISO date-time for a datetime column"
+            )
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError("`.nan` is not a bound: nothing compares with it; remove the key or give a number")
+        return value
+
+    @field_validator("allowed", mode="before")
+    @classmethod
+    def _allowed_values(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ValueError(f"`{_show(value)}` is {_kind(value)}; `allowed` is a list of values, e.g. `[a, b]`")
+        dtype = info.data.get("dtype")
+        if dtype is None:  # the dtype itself is wrong, and reported
+            return value
+        if dtype == "datetime":
+            value = [v.isoformat() if isinstance(v, dt.date) else v for v in value]
+        wrong = [i for i, v in enumerate(value) if not _fits_dtype(v, dtype)]
+        if wrong:
+            i, item = wrong[0], value[wrong[0]]
+            raise PydanticCustomError(
+                "allowed_item",
+                "item {number} `{shown}` is {kind}, not a value of dtype `{dtype}`",
+                {
+                    "index": i,
+                    "number": i + 1,
+                    "shown": _show(item),
+                    "kind": _kind(item),
+                    "dtype": dtype,
+                    "more": wrong[1:],
+                },
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
@@ -55,18 +132,17 @@ class ColumnSpec(BaseModel):
             lo, hi = self.bound("min"), self.bound("max")
         except (TypeError, ValueError) as e:
             raise ValueError(f"a bound does not fit dtype `{self.dtype}`: {e}") from None
+        if isinstance(lo, pd.Timestamp) and isinstance(hi, pd.Timestamp) and (lo.tz is None) != (hi.tz is None):
+            lo, hi = (t.tz_localize("UTC") if t.tz is None else t for t in (lo, hi))  # a naive bound is read as UTC
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"min `{self.min}` is above max `{self.max}`")
-        if self.allowed is not None:
-            if not self.allowed:
-                raise ValueError("`allowed` is empty, so no value could pass; remove it or list the values")
-            wrong = [
-                v
-                for v in self.allowed
-                if not isinstance(v, _PY_TYPES[self.dtype]) or (self.dtype != "bool" and isinstance(v, bool))
-            ]
-            if wrong:
-                raise ValueError(f"allowed value `{wrong[0]!r}` is not of dtype `{self.dtype}`")
+        if self.allowed is not None and not self.allowed:
+            raise ValueError("`allowed` is empty, so no value could pass; remove it or list the values")
+        if self.dtype == "datetime" and self.allowed:
+            try:
+                [pd.Timestamp(v) for v in self.allowed]
+            except ValueError as e:
+                raise ValueError(f"an allowed value is not an ISO date-time: {e}") from None
         return self
 
     def bound(self, which: Literal["min", "max"]) -> Any:
@@ -110,7 +186,9 @@ class Contract(BaseModel):
         return [c for c in self.columns if c != self.target]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True)
+        "The contract as YAML; text that YAML could read as a date, number or boolean is quoted, so it stays text."
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
     def save(self, path: str | Path) -> Path:
         "Write the contract as YAML (atomically: a reader never sees half a file)."
@@ -135,36 +213,121 @@ class Contract(BaseModel):
 
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
+# %% ../nbs/10_contracts.ipynb #a1d0e5f1
+class _Dumper(yaml.SafeDumper):
+    "A YAML writer that quotes any text another reader could take for something else (a date, number, boolean)."
+
+
+_PLAIN = re.compile(r"[^\W\d][\w .\-/]*\Z")  # a word (any script), then words, spaces, dots, dashes
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}  # YAML 1.1 and 1.2, any case
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    plain = (
+        _PLAIN.match(value) is not None
+        and value.lower() not in _YAML_WORDS
+        and dumper.resolve(yaml.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str"
+    )
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=None if plain else '"')
+
+
+_Dumper.add_representer(str, _represent_str)
+
 # %% ../nbs/10_contracts.ipynb #549ffbea
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
-def _describe(err: dict) -> str:
-    loc = err["loc"]
-    if err["type"] == "extra_forbidden":
+_EXPECTED = {  # pydantic's error type (its prefix) -> what the key should hold
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "string": "text",
+    "dict": "a mapping of column names to columns, e.g. `columns: {age: {dtype: int}}`",
+    "model": "a mapping of keys, e.g. `{dtype: int, nullable: true}`",
+    "list": "a list",
+}
+_UNION_MEMBERS = ("int", "float", "str", "bool")  # the last `loc` item of a union member's error
+
+
+def _node_at(root: Any, loc: tuple) -> Any:
+    "The deepest YAML node of `root` (composed, with marks) along the path `loc`."
+    node = root
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+    return node
+
+
+def _describe(err: dict, root: Any) -> str:
+    "One error of pydantic's as a sentence: what is wrong with the key, and what to write instead."
+    loc, kind, value = err["loc"], err["type"], err.get("input")
+    if kind == "extra_forbidden":
         known = ColumnSpec.model_fields if len(loc) >= 3 and loc[0] == "columns" else Contract.model_fields
         return f"unknown key `{loc[-1]}`{_suggest(loc[-1], known)}; known keys: {', '.join(known)}"
-    if err["type"] == "literal_error":
-        return f"`{err['input']}` is not allowed; expected {err['ctx']['expected']}"
+    if kind == "literal_error":
+        return f"`{_show(value)}` is not allowed; expected {err['ctx']['expected']}"
+    if kind == "missing":
+        return f"the key `{loc[-1]}` is missing" + ("; every column needs one" if loc[-1] == "dtype" else "")
+    if kind == "allowed_item":
+        ctx = err["ctx"]
+        item = _node_at(root, (*loc, ctx["index"])) if root is not None else None
+        text = item.value if isinstance(item, yaml.ScalarNode) else ctx["shown"]
+        hint = (
+            f'; YAML reads an unquoted `{text}` as {ctx["kind"]}: quote the values of a text column, e.g. `"{text}"`'
+            if ctx["dtype"] == "str" and ctx["kind"] != "text"
+            else ""
+        )
+        more = ctx.get("more") or []
+        others = f" (so {'are items' if len(more) > 1 else 'is item'} {', '.join(str(i + 1) for i in more[:10])}" + (
+            ", …)" if len(more) > 10 else ")"
+        )
+        return (
+            f"item {ctx['number']} `{text}` is {ctx['kind']}, not a value of dtype `{ctx['dtype']}`"
+            f"{others if more else ''}{hint}"
+        )
+    if kind in ("too_short", "string_too_short"):
+        return f"`{loc[-1]}` is empty" + ("; list at least one column" if loc == ("columns",) else "")
+    expected = next((v for k, v in _EXPECTED.items() if kind.startswith(f"{k}_")), None)
+    if expected is not None:
+        return f"`{_show(value)}` is {_kind(value)}; expected {expected}"
     return err["msg"].removeprefix("Value error, ")
 
 
-def _contract_error(e: ValidationError, file: str) -> ContractError:
-    problems, first = [], None
+def _contract_error(e: ValidationError, file: str, root: Any = None) -> ContractError:
+    "One line per problem, each naming the file, the line (when known) and the path of the key."
+    problems: dict[tuple, str] = {}
     for err in e.errors():
-        if err["type"].startswith(("int_", "float_", "string_", "bool_")) and len(err["loc"]) > 3:
-            continue  # the other members of a union: one message per field is enough
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        first = first or path
-        problems.append(f"{path}: {_describe(err)}")
-    return ContractError(f"contract {file}: " + "; ".join(dict.fromkeys(problems)), file=file, field=first)
+        loc = err["loc"]
+        if len(loc) >= 4 and loc[0] == "columns" and loc[-1] in _UNION_MEMBERS:
+            loc = loc[:-1]  # the members of a union fail together: one message for the key
+        if loc not in problems:
+            problems[loc] = _describe({**err, "loc": loc}, root)
+    lines = []
+    for loc, what in problems.items():
+        node = _node_at(root, loc) if root is not None else None
+        where = f" line {node.start_mark.line + 1}" if node is not None and node is not root else ""
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        lines.append(f"contract {file}{where}: {path}: {what}")
+    first = next(iter(problems))
+    column = str(first[1]) if len(first) >= 2 and first[0] == "columns" else None
+    return ContractError(
+        "\n".join(lines), file=file, field=".".join(map(str, first)), column=column, problems=len(lines)
+    )
 
 
 def parse_contract(text: str, file: str = "<text>") -> Contract:
     "A `Contract` from YAML `text`; `file` names it in errors."
     try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -176,12 +339,12 @@ def parse_contract(text: str, file: str = "<text>") -> Contract:
         ) from None
     if not isinstance(data, dict):
         raise ContractError(
-            f"contract {file}: expected a mapping with `name` and `columns`, got {type(data).__name__}", file=file
+            f"contract {file}: expected a mapping with `name` and `columns`, got {_kind(data)}", file=file
         )
     try:
         return Contract.model_validate(data)
     except ValidationError as e:
-        raise _contract_error(e, file) from None
+        raise _contract_error(e, file, root) from None
 
 
 def load_contract(path: str | Path) -> Contract:
@@ -196,6 +359,18 @@ def load_contract(path: str | Path) -> Contract:
     return parse_contract(text, str(path))
 
 # %% ../nbs/10_contracts.ipynb #31c937a0
+_INFERRED = {  # pandas' `infer_dtype` of an object column -> the contract dtype
+    "boolean": "bool",
+    "integer": "int",
+    "floating": "float",
+    "mixed-integer-float": "float",
+    "decimal": "float",
+    "date": "datetime",
+    "datetime": "datetime",
+    "datetime64": "datetime",
+}
+
+
 def _dtype_of(s: pd.Series) -> Dtype:
     if pd.api.types.is_bool_dtype(s):
         return "bool"
@@ -205,6 +380,8 @@ def _dtype_of(s: pd.Series) -> Dtype:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(s):
         return "datetime"
+    if s.dtype == object:  # Python values: dates from pyarrow's date32, booleans or ints with None among them
+        return _INFERRED.get(pd.api.types.infer_dtype(s, skipna=True), "str")
     return "str"
 
 
@@ -212,11 +389,35 @@ def _py(value: Any) -> Any:
     "A numpy/pandas scalar as a plain Python value (JSON- and YAML-safe); NaN and NaT become None."
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT or value is pd.NA:
         return None
-    if isinstance(value, pd.Timestamp | dt.datetime):
+    if isinstance(value, np.datetime64):
+        return _py(pd.Timestamp(value))
+    if isinstance(value, dt.date):  # also datetime and Timestamp
         return value.isoformat()
     if isinstance(value, np.generic):
         return _py(value.item())
     return value
+
+
+def _time_bounds(values: pd.Series) -> tuple[str, str]:
+    "The least and greatest date-time of `values` as ISO text: a date alone when every value is a midnight."
+    lo, hi = values.min(), values.max()
+    if values.dt.tz is None and (values == values.dt.normalize()).all():
+        return lo.date().isoformat(), hi.date().isoformat()
+    if any(t.utcoffset() is not None and t.utcoffset().seconds % 60 for t in (lo, hi)):
+        lo, hi = lo.tz_convert("UTC"), hi.tz_convert("UTC")  # a local mean time (+00:09:21) has no ISO offset
+    return lo.isoformat(), hi.isoformat()
+
+
+def _as_dtype(s: pd.Series) -> tuple[Dtype, pd.Series]:
+    "The dtype `s` is inferred as, and `s` converted the way validation converts it (text when that fails)."
+    dtype = _dtype_of(s)
+    try:
+        converted, bad = _coerce(s, dtype)
+    except (TypeError, ValueError):  # e.g. date-times with several time zones in one column
+        converted, bad = None, True
+    if bad is not None:
+        dtype, converted = "str", _coerce(s, "str")[0]
+    return dtype, converted
 
 
 def infer_contract(
@@ -229,18 +430,23 @@ def infer_contract(
     columns = {}
     for col in df.columns:
         s = df[col]
-        dtype = _dtype_of(s)
+        dtype, converted = _as_dtype(s)
         spec: dict[str, Any] = {"dtype": dtype, "nullable": bool(s.isna().any())}
-        values = s.dropna()
+        values = converted.dropna()
         n_distinct = values.nunique()
         if (dtype == "str" or (col == target and dtype in ("int", "bool"))) and 0 < n_distinct <= max_categories:
             spec["allowed"] = sorted(_py(v) for v in values.unique())
-        elif dtype in ("int", "float", "datetime") and len(values):
+        elif dtype == "datetime" and len(values):
+            spec["min"], spec["max"] = _time_bounds(values)
+        elif dtype in ("int", "float") and len(values):
             spec["min"], spec["max"] = _py(values.min()), _py(values.max())
         if dtype in ("int", "str") and len(values) >= 20 and n_distinct == len(s):
             spec["unique"] = True
         columns[str(col)] = spec
-    return Contract.model_validate({"name": name, "target": target, "columns": columns})
+    try:
+        return Contract.model_validate({"name": name, "target": target, "columns": columns})
+    except ValidationError as e:
+        raise _contract_error(e, f"`{name}` (inferred)") from None
 
 # %% ../nbs/10_contracts.ipynb #93acc8af
 def _coerce(s: pd.Series, dtype: Dtype) -> tuple[pd.Series, pd.Series | None]:
@@ -286,6 +492,22 @@ def _final_dtype(spec: ColumnSpec) -> str | None:
 _SCHEMAS: dict[str, Any] = {}  # contract content (JSON) -> its pandera schema
 
 
+def _time_check(kind: Literal["min", "max"], bound: pd.Timestamp):
+    "A pandera bound check of date-times; a bound without a zone, on a column with one, is read as UTC, and back."
+    import pandera.pandas as pa
+
+    def within(s: pd.Series) -> pd.Series:
+        b, tz = bound, s.dt.tz
+        if tz is not None and b.tz is None:
+            b = b.tz_localize("UTC")
+        elif tz is None and b.tz is not None:
+            b = b.tz_convert("UTC").tz_localize(None)
+        return s >= b if kind == "min" else s <= b
+
+    name = "greater_than_or_equal_to" if kind == "min" else "less_than_or_equal_to"
+    return pa.Check(within, name=f"{name}({bound})")
+
+
 def pandera_schema(contract: Contract):
     "The pandera `DataFrameSchema` of the checks after dtype conversion (built once per contract content)."
     key = contract.model_dump_json()
@@ -295,12 +517,15 @@ def pandera_schema(contract: Contract):
         columns = {}
         for name, spec in contract.columns.items():
             checks = []
-            if spec.min is not None:
-                checks.append(pa.Check.ge(spec.bound("min")))
-            if spec.max is not None:
-                checks.append(pa.Check.le(spec.bound("max")))
+            for kind in ("min", "max"):
+                bound = spec.bound(kind)
+                if bound is not None and spec.dtype == "datetime":
+                    checks.append(_time_check(kind, bound))
+                elif bound is not None:
+                    checks.append(pa.Check.ge(bound) if kind == "min" else pa.Check.le(bound))
             if spec.allowed is not None:
-                checks.append(pa.Check.isin(spec.allowed))
+                allowed = [pd.Timestamp(v) for v in spec.allowed] if spec.dtype == "datetime" else spec.allowed
+                checks.append(pa.Check.isin(allowed))
             columns[name] = pa.Column(
                 None, checks=checks, nullable=spec.nullable, unique=spec.unique, report_duplicates="exclude_first"
             )
@@ -584,6 +809,8 @@ def _narrower(kind: str, old: Any, new: Any) -> bool:
         return False
     if old is None:
         return True
+    if isinstance(old, pd.Timestamp) and (old.tz is None) != (new.tz is None):  # a naive bound is read as UTC
+        old, new = (t.tz_localize("UTC") if t.tz is None else t for t in (old, new))
     return new > old if kind == "min" else new < old
 
 

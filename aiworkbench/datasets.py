@@ -17,6 +17,7 @@ import pandas as pd
 
 from .contracts import Contract
 from .errors import DataFileError, SchemaMismatch
+from .jsonl import append_jsonl, read_jsonl
 
 # %% auto #0
 __all__ = ['read_csv', 'read_parquet', 'read_table', 'fingerprint', 'epoch_seconds', 'record_validation', 'validation_history']
@@ -116,7 +117,7 @@ def read_csv(path: str | Path, contract: Contract | None = None) -> pd.DataFrame
     binary = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if binary:
         raise _encoding_error(path, binary[0])
-    return table.to_pandas()
+    return table.to_pandas(date_as_object=False)  # a date column is a date-time column (at midnight)
 
 
 def _inferred_too_early(message: str, path: Path) -> str | None:
@@ -168,7 +169,7 @@ def read_parquet(path: str | Path, contract: Contract | None = None) -> pd.DataF
                     file=str(path),
                     column=name,
                 )
-    return table.to_pandas()
+    return table.to_pandas(date_as_object=False)
 
 # %% ../nbs/11_datasets.ipynb #cf534f3a
 def read_table(path: str | Path, contract: Contract | None = None) -> pd.DataFrame:
@@ -217,8 +218,7 @@ def record_validation(report, settings) -> None:
     "Append a validation report's summary to the project's validation history."
     import time
 
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    line = {
+    record = {
         "ts": time.time(),
         "contract": report.contract,
         "source": report.source,
@@ -228,19 +228,9 @@ def record_validation(report, settings) -> None:
         "bad": report.n_bad,
         "failures": len(report.failures),
     }
-    with open(settings.state_dir / "validations.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(line) + "\n")
+    append_jsonl(settings.state_dir / "validations.jsonl", record)
 
 
 def validation_history(settings) -> list[dict]:
-    "Every recorded validation, oldest first (lines that cannot be read are skipped)."
-    path = settings.state_dir / "validations.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    "Every recorded validation, oldest first (a torn last line is skipped; a bad line elsewhere is a `DataFileError`)."
+    return read_jsonl(settings.state_dir / "validations.jsonl")

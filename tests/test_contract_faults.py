@@ -18,6 +18,7 @@ CONTRACT = Contract.model_validate(
             "colour": {"dtype": "str", "allowed": ["red", "green", "blue"]},
             "flag": {"dtype": "bool"},
             "seen": {"dtype": "datetime", "min": "2020-01-01"},
+            "born": {"dtype": "datetime", "min": "1900-01-01", "max": "2030-12-31"},  # ISO dates, no time
         },
     }
 )
@@ -29,6 +30,7 @@ FAULTS = {
     "colour": ["purple", ""],
     "flag": ["maybe", ""],
     "seen": ["yesterday", "", "2019-12-31"],
+    "born": ["not a date", "2021-02-30", "", "1899-12-31", "2031-01-01"],
 }
 
 
@@ -42,6 +44,7 @@ def clean(n: int, rng) -> pd.DataFrame:
             "colour": rng.choice(["red", "green", "blue"], n),
             "flag": rng.random(n) < 0.5,
             "seen": pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D"),
+            "born": (pd.Timestamp("1900-01-01") + pd.to_timedelta(rng.integers(0, 47_000, n), unit="D")).date,
         }
     )
 
