@@ -102,7 +102,13 @@ VALIDATE = [
 ]
 
 
-def retrain_cells(model_name: str, data_path: str, contract_path: str) -> list[tuple[str, str, list[str]]]:
+def retrain_cells(
+    model_name: str,
+    data_path: str,
+    contract_path: str,
+    epochs: int = 15,  # the parameters cell's defaults: what a retraining run trains unless the job passes others
+    seed: int = 0,
+) -> list[tuple[str, str, list[str]]]:
     "The retraining job notebook: validate the data, train, register; `aiwb monitor` runs it on drift."
     return [
         (
@@ -115,7 +121,7 @@ def retrain_cells(model_name: str, data_path: str, contract_path: str) -> list[t
         (
             "code",
             f"model_name = {model_name!r}\ndata_path = {data_path!r}\ncontract_path = {contract_path!r}\n"
-            "epochs = 15\nseed = 0\ntrigger = ''  # the drift event that started this run",
+            f"epochs = {epochs}\nseed = {seed}\ntrigger = ''  # the drift event that started this run",
             ["parameters"],
         ),
         (

@@ -17,7 +17,7 @@ from .config import Settings, load_settings
 from .project import _notebook, init_project, retrain_cells
 
 # %% auto #0
-__all__ = ['Stage', 'BATCH_FAULTS', 'MODEL_NAME', 'STAGES', 'Context', 'stage_data', 'stage_train', 'stage_registry',
+__all__ = ['Stage', 'BATCH_FAULTS', 'MODEL_NAME', 'RECIPES', 'STAGES', 'Context', 'stage_data', 'stage_train', 'stage_registry',
            'stage_serve', 'stage_monitor', 'stage_reproduce', 'stage_status', 'quickstart']
 
 # %% ../nbs/43_quickstart.ipynb #11aa6059
@@ -62,7 +62,9 @@ def stage_data(ctx: Context) -> dict:
     contract_path = contract.save(contracts_dir / "breast_cancer.yaml")
     retrain = s.path(s.monitoring.retrain_notebook)
     retrain.parent.mkdir(parents=True, exist_ok=True)
-    retrain.write_text(_notebook(retrain_cells(MODEL_NAME, "data/breast_cancer.csv", "contracts/breast_cancer.yaml")))
+    epochs, seed = RECIPES["retrain"]
+    cells = retrain_cells(MODEL_NAME, "data/breast_cancer.csv", "contracts/breast_cancer.yaml", epochs, seed)
+    retrain.write_text(_notebook(cells))
     report = contract.validate(df, source=str(dataset))
     record_validation(report, s)
     batch = df.sample(40, random_state=7).reset_index(drop=True).astype(object)
@@ -95,6 +97,11 @@ def stage_data(ctx: Context) -> dict:
 
 # %% ../nbs/43_quickstart.ipynb #99f08155
 MODEL_NAME = "breast_cancer"
+RECIPES = {  # (epochs, seed) of each model trained here. Training is deterministic, so every gate's outcome is known:
+    "baseline": (15, 0),  # v1, val_loss 0.113: champion through the accuracy floor
+    "challenger": (15, 1),  # v2, val_loss 0.040: beats v1, becomes champion
+    "retrain": (30, 1),  # v3, the retraining job on drift: v2's seed (its validation rows), twice the epochs: 0.022
+}
 
 
 def stage_train(ctx: Context) -> dict:
@@ -104,8 +111,8 @@ def stage_train(ctx: Context) -> dict:
     fitted = train_tabular(
         ctx.state["data"],
         ctx.state["contract"],
-        max_epochs=15,
-        seed=0,
+        max_epochs=RECIPES["baseline"][0],
+        seed=RECIPES["baseline"][1],
         experiment="quickstart",
         settings=ctx.settings,
         register=MODEL_NAME,
@@ -143,8 +150,8 @@ def stage_registry(ctx: Context) -> dict:
     challenger = train_tabular(
         ctx.state["data"],
         contract,
-        max_epochs=15,
-        seed=1,
+        max_epochs=RECIPES["challenger"][0],
+        seed=RECIPES["challenger"][1],
         experiment="quickstart",
         settings=s,
         register=MODEL_NAME,
@@ -152,7 +159,7 @@ def stage_registry(ctx: Context) -> dict:
         enable_progress_bar=False,
     )
     version = challenger.registered["version"]
-    promote(MODEL_NAME, version, alias="challenger", reason="trained with seed 1", settings=s)
+    promote(MODEL_NAME, version, alias="challenger", reason=f"trained with seed {RECIPES['challenger'][1]}", settings=s)
     gate = Gate(min_metrics={"val_acc": 0.85}, beat_champion="val_loss", contract=contract)
     try:
         moved = promote(MODEL_NAME, version, gate, reason="challenger beat the champion", settings=s)
@@ -210,7 +217,13 @@ def stage_monitor(ctx: Context) -> dict:
     ctx.console.print(f"  report: {result['report']['html']}", soft_wrap=True)
     if "retraining" in result:
         r = ctx.state["retraining"] = result["retraining"]
-        ctx.console.print(f"  retraining job {r['job_run'][:8]} {r['status']}: {escape(r['outcome'])}", soft_wrap=True)
+        beat = [c["detail"] for c in r.get("checks", []) if c["name"].startswith("beats champion")]
+        version = f"v{r['challenger']} " if r.get("challenger") else ""
+        ctx.console.print(
+            f"  retraining job {r['job_run'][:8]} {r['status']}: {version}{escape(r['outcome'])}"
+            + (f"; {escape(beat[0])}" if beat else ""),
+            soft_wrap=True,
+        )
     return {k: result[k] for k in ("verdict", "message", "report", "event", "retraining") if k in result}
 
 # %% ../nbs/43_quickstart.ipynb #c26028b1

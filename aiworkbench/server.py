@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,26 +17,13 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .errors import InvalidInput, NotFound, WorkbenchError
+from .errors import InvalidInput, WorkbenchError
 
 # %% auto #0
-__all__ = ['READ_ROUTES', 'optional_call', 'validation_error', 'parse_body', 'project_settings', 'WorkbenchHandler',
-           'PhaseHandler', 'KpisHandler', 'RunsHandler', 'RunHandler', 'ModelsHandler', 'ModelHandler',
-           'PromoteHandler', 'RollbackHandler', 'routes']
+__all__ = ['READ_ROUTES', 'validation_error', 'parse_body', 'project_settings', 'WorkbenchHandler', 'PhaseHandler', 'KpisHandler',
+           'RunsHandler', 'RunHandler', 'ModelsHandler', 'ModelHandler', 'PromoteHandler', 'RollbackHandler', 'routes']
 
 # %% ../nbs/41_server.ipynb #681cc3bb
-def optional_call(module: str, function: str, *args, **kwargs) -> Any:
-    "Call `module.function`, or raise `NotFound` saying the part is not available yet (its issue has not landed)."
-    try:
-        fn = getattr(importlib.import_module(f"aiworkbench.{module}"), function)
-    except (ModuleNotFoundError, AttributeError):
-        raise NotFound(
-            f"`aiworkbench.{module}.{function}` is not available yet in this installation; upgrade aiworkbench",
-            field=module,
-        ) from None
-    return fn(*args, **kwargs)
-
-
 def validation_error(e) -> InvalidInput:
     "A pydantic `ValidationError` as `InvalidInput` naming the first failing field and the value."
     err = e.errors()[0]
@@ -114,14 +100,18 @@ class PhaseHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self):
-        await self.respond(lambda: optional_call("phases", "phase_report", self.project()), model="ShowPhaseResponse")
+        from aiworkbench.phases import phase_report
+
+        await self.respond(lambda: phase_report(self.project()), model="ShowPhaseResponse")
 
 
 class KpisHandler(WorkbenchHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self):
-        await self.respond(lambda: optional_call("kpis", "kpi_report", self.project()), model="ListKpisResponse")
+        from aiworkbench.kpis import kpi_report
+
+        await self.respond(lambda: kpi_report(self.project()), model="ListKpisResponse")
 
 
 class RunsHandler(WorkbenchHandler):

@@ -6,31 +6,18 @@
 from __future__ import annotations
 
 import html
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 
 from .config import Settings, load_settings
-from .errors import NotFound, WorkbenchError
+from .errors import WorkbenchError
 
 # %% auto #0
-__all__ = ['STATUS_COLOURS', 'library_report', 'PhasePanel', 'KpiPanel']
+__all__ = ['STATUS_COLOURS', 'PhasePanel', 'KpiPanel']
 
 # %% ../nbs/40_widgets.ipynb #09d9f273
-def library_report(module: str, function: str) -> Callable[[Settings], dict]:
-    "`aiworkbench.<module>.<function>`, or a function raising `NotFound` when that part is not installed yet."
-    try:
-        return getattr(importlib.import_module(f"aiworkbench.{module}"), function)
-    except (ModuleNotFoundError, AttributeError):
-
-        def missing(settings: Settings) -> dict:
-            raise NotFound(f"`aiworkbench.{module}.{function}` is not available yet in this installation", field=module)
-
-        return missing
-
-
 STATUS_COLOURS = {"ok": "#2e7d32", "breach": "#c62828", "no data": "#757575"}
 
 # %% ../nbs/40_widgets.ipynb #44298969
@@ -38,7 +25,6 @@ class _Panel(widgets.VBox):
     "A titled panel that renders one library report and shows its errors."
 
     title = ""
-    module, function = "", ""
 
     def __init__(self, settings: Settings | None = None, report: Callable[[Settings], dict] | None = None):
         self.header = widgets.HTML(f"<b>{self.title}</b>")
@@ -47,7 +33,7 @@ class _Panel(widgets.VBox):
         self.button.on_click(lambda _: self.refresh())
         super().__init__([widgets.HBox([self.header, self.button]), self.body])
         self.settings = settings
-        self.report = report or library_report(self.module, self.function)
+        self.report = report or self.library_report()
         self.data: dict | None = None
         self.error: dict | None = None
         self.refresh()
@@ -66,6 +52,10 @@ class _Panel(widgets.VBox):
         colour = "#757575" if e["status"] == 404 else "#c62828"
         return f'<div class="{kind}" style="color:{colour}">{html.escape(e["message"])}</div>'
 
+    def library_report(self) -> Callable[[Settings], dict]:
+        "The library function this panel renders (imported when a panel is built, so the module stays light)."
+        raise NotImplementedError
+
     def render(self, data: dict) -> str:
         raise NotImplementedError
 
@@ -73,7 +63,12 @@ class _Panel(widgets.VBox):
 class PhasePanel(_Panel):
     "The project's phase (0-4), its checklist with evidence, and the next step."
 
-    title, module, function = "Phase", "phases", "phase_report"
+    title = "Phase"
+
+    def library_report(self) -> Callable[[Settings], dict]:
+        from aiworkbench.phases import phase_report
+
+        return phase_report
 
     def render(self, data: dict) -> str:
         rows = "".join(
@@ -93,7 +88,12 @@ class PhasePanel(_Panel):
 class KpiPanel(_Panel):
     "The KPIs: value against target, a status colour, and the trend."
 
-    title, module, function = "KPIs", "kpis", "kpi_report"
+    title = "KPIs"
+
+    def library_report(self) -> Callable[[Settings], dict]:
+        from aiworkbench.kpis import kpi_report
+
+        return kpi_report
 
     def render(self, data: dict) -> str:
         def value(k: dict) -> str:

@@ -174,11 +174,16 @@ def test_quarantine_keeps_every_row(aiwb, tmp_path):
 def test_diff_exit_code(aiwb, people):
     folder, _ = people
     text = (folder / "people.yaml").read_text()
-    (folder / "v2.yaml").write_text(text.replace("version: 1", "version: 2") if "version" in text else text)
-    assert aiwb("data", "diff", folder / "people.yaml", folder / "v2.yaml").code == 0
-    (folder / "v3.yaml").write_text(text.replace("- c", "").replace("name: people", "name: people\nversion: 3"))
+    assert "max: 49" in text and "- c\n" in text, text
+    widened = text.replace("max: 49", "max: 60").replace("name: people", "name: people\nversion: 2")
+    (folder / "v2.yaml").write_text(widened)
+    r = aiwb("data", "diff", folder / "people.yaml", folder / "v2.yaml", "--json")
+    assert r.code == 0 and not r.json()["breaking"], r.out  # a wider range accepts every row the old one did
+    assert [(c["column"], c["kind"], c["old"], c["new"]) for c in r.json()["changes"]] == [("age", "max", 49, 60)]
+    (folder / "v3.yaml").write_text(text.replace("- c\n", "").replace("name: people", "name: people\nversion: 3"))
     r = aiwb("data", "diff", folder / "people.yaml", folder / "v3.yaml", "--json")
-    assert r.code == 1 and r.json()["breaking"]
+    assert r.code == 1 and r.json()["breaking"], r.out
+    assert [c["column"] for c in r.json()["changes"] if c["breaking"]] == ["group"], r.out
 
 
 def test_infer_refuses_to_overwrite(aiwb, people):
@@ -190,29 +195,58 @@ def test_infer_refuses_to_overwrite(aiwb, people):
 
 
 def test_quickstart_end_to_end(aiwb, tmp_path):
-    "The main job: data, training, registry, serving, drift, retraining, reproduction, KPIs and phase, for real."
-    r = aiwb("quickstart", tmp_path / "qs", "--json", timeout=600)
+    "The main job, for real; training is deterministic, so every stage's outcome, each gate's included, is known."
+    from aiworkbench.quickstart import BATCH_FAULTS
+
+    cwd = tmp_path / "cwd"  # where a store made from MLflow's global default (`sqlite:///<cwd>/mlflow.db`) would land
+    cwd.mkdir()
+    r = aiwb("quickstart", tmp_path / "qs", "--json", timeout=900, cwd=cwd)
     assert r.code == 0, r.err[-3000:]
     stages = r.json()["stages"]
     data = stages["data"]
     assert data["valid"] and data["rows"] == 569
-    assert data["batch"]["good"] + data["batch"]["bad"] == data["batch"]["rows"] and data["batch"]["bad"] == 5
-    assert stages["train"]["metrics"]["val_acc"] > 0.85 and stages["registry"]["challenger"] == 2
+    assert (data["batch"]["rows"], data["batch"]["good"], data["batch"]["bad"]) == (40, 35, 5)
+    assert {(f["row"], f["column"]) for f in data["batch"]["failures"]} == {(r, c) for r, c, _ in BATCH_FAULTS}
+    assert stages["train"]["registered"]["version"] == 1 and stages["train"]["metrics"]["val_acc"] > 0.85
+    registry = stages["registry"]
+    assert (registry["champion_first"], registry["challenger"]) == (1, 2)
+    assert registry["outcome"] == "challenger v2 promoted to champion", registry
+    assert (registry["promotion"]["from"], registry["promotion"]["to"]) == (1, 2)
+    assert all(c["passed"] for c in registry["promotion"]["checks"]), registry
     assert stages["serve"]["rows_served"] == 400 and stages["serve"]["normal_verdict"] == "no drift"
-    assert stages["monitor"]["verdict"] == "drift"
-    assert stages["monitor"]["retraining"]["status"] == "succeeded"
-    assert stages["monitor"]["retraining"]["outcome"] in ("promoted", "kept champion")
+    monitor = stages["monitor"]
+    assert monitor["verdict"] == "drift" and monitor["report"]["html"].endswith(".html")
+    retraining = monitor["retraining"]
+    assert (retraining["status"], retraining["champion"], retraining["challenger"]) == ("succeeded", 2, 3), retraining
+    assert retraining["outcome"] == "promoted", retraining
+    assert all(c["passed"] for c in retraining["checks"]), retraining
     assert stages["reproduce"]["verdict"] == "reproduced"
+    assert stages["reproduce"]["original"] == retraining["job_run"]
     kpis = {k["key"]: k for k in stages["status"]["kpis"]}
     assert kpis["p95_latency"]["status"] == "ok" and kpis["reproducibility"]["value"] == 1.0
+    assert kpis["deployment_cycle"]["status"] == "ok"
     assert kpis["cost_per_1m"]["value"] > 0 and kpis["cost_per_1m"]["status"] == "no data"  # no previous window
     assert stages["status"]["phase"] == 1
     for stage in ("data", "train", "registry", "serve", "monitor", "reproduce", "status"):
         assert f"✓ {stage}" in r.err
+    # quiet output: no MLflow migration log, no kernel transport warning, no wall of feature names
+    for noise in ("Creating initial MLflow database tables", "INFO mlflow", "without encryption"):
+        assert noise not in r.err, r.err
+    from sklearn.datasets import load_breast_cancer
+
+    drift_line = next(line for line in r.err.splitlines() if line.strip().startswith("drift:"))
+    assert sum(f in drift_line for f in load_breast_cancer().feature_names) <= 5, drift_line  # the worst few only
+    assert "v3 promoted; val_loss = " in r.err and "report: " in r.err, r.err
     import psutil
 
     procs = psutil.process_iter(["cmdline", "cwd"])
     left = [p.info for p in procs if str(p.info["cwd"] or "").startswith(str(tmp_path))]
     assert not left, left  # the server (it runs in the build folder) and the job kernels are gone
+    # what the quickstart left is what a later `aiwb` process reads from the project's own store
+    shown = aiwb("models", "show", "breast_cancer", "--json", cwd=tmp_path / "qs")
+    assert shown.code == 0, shown.err
+    assert shown.json()["aliases"] == {"challenger": 3, "champion": 3}, shown.json()["aliases"]
+    stray = [p for p in tmp_path.rglob("*") if p.name in ("mlflow.db", "mlruns") and ".aiwb" not in p.parts]
+    assert stray == [], stray
     again = aiwb("quickstart", tmp_path / "qs")
     assert again.code == 2 and "--force" in again.err
