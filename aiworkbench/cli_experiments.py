@@ -13,8 +13,8 @@ import typer
 from .cli import JsonFlag, _console, _print_json, _when, app
 
 # %% auto #0
-__all__ = ['runs_app', 'models_app', 'runs_list', 'runs_show', 'models_list', 'models_show', 'models_history', 'models_promote',
-           'models_rollback', 'train']
+__all__ = ['runs_app', 'models_app', 'WAIT', 'runs_list', 'runs_show', 'models_list', 'models_show', 'models_history',
+           'models_promote', 'models_rollback', 'models_delete', 'train']
 
 # %% ../nbs/44_cli_experiments.ipynb #5cdb26ca
 runs_app = typer.Typer(help="Tracked training runs (MLflow).", no_args_is_help=True)
@@ -69,6 +69,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: J
             console.print(f"  {k} = {v}", soft_wrap=True)
 
 # %% ../nbs/44_cli_experiments.ipynb #a51cd07b
+WAIT = typer.Option(min=0, help="Seconds to wait for another registry change to finish; then exit 2.")
+
+
 @models_app.command("list")
 def models_list(as_json: JsonFlag = False) -> None:
     "List registered models with their aliases."
@@ -158,9 +161,15 @@ def models_promote(
     delta: Annotated[float, typer.Option(help="By at least this much.")] = 0.0,
     contract: Annotated[Path | None, typer.Option(help="The model's inputs must match this contract.")] = None,
     reason: Annotated[str, typer.Option(help="Why: recorded in the history.")] = "",
+    wait: Annotated[float, WAIT] = 30.0,
     as_json: JsonFlag = False,
 ) -> None:
-    "Move an alias to a version through a gate. Exit 1 when the gate refuses, with each check's numbers."
+    """Move an alias to a version through a gate. Exit 1 when the gate refuses, with each check's numbers.
+
+    Exit 2 for unusable input (an unknown model or version, a deleted version, a bad --min/--max), and when another
+    registry change in the project (a promotion, rollback, deletion) still holds the registry lock after --wait
+    seconds: nothing is changed then, and the command can be run again.
+    """
     from aiworkbench.contracts import load_contract
     from aiworkbench.registry import Gate, GateRefused, promote
 
@@ -172,7 +181,7 @@ def models_promote(
         contract=load_contract(contract) if contract else None,
     )
     try:
-        moved = promote(name, version, gate, alias=alias, reason=reason)
+        moved = promote(name, version, gate, alias=alias, reason=reason, wait=wait)
     except GateRefused as e:
         if as_json:
             _print_json(e.to_dict())
@@ -192,15 +201,36 @@ def models_rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias: Annotated[str, typer.Option(help="The alias to move back.")] = "champion",
     reason: Annotated[str, typer.Option(help="Why: recorded in the history.")] = "rollback",
+    wait: Annotated[float, WAIT] = 30.0,
     as_json: JsonFlag = False,
 ) -> None:
-    "Put the previous holder of an alias (default: champion) back, in one step."
+    """Put the previous holder of an alias (default: champion) back, in one step.
+
+    Exit 2 when there is nothing to roll back to (no holder, or no earlier one), or when another registry change
+    still holds the lock after --wait seconds; nothing is changed then.
+    """
     from aiworkbench.registry import rollback
 
-    moved = rollback(name, alias=alias, reason=reason)
+    moved = rollback(name, alias=alias, reason=reason, wait=wait)
     if as_json:
         return _print_json(moved)
     print(f"{name}: {alias} v{moved['from']} -> v{moved['to']}")
+
+
+@models_app.command("delete")
+def models_delete(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version number.")],
+    wait: Annotated[float, WAIT] = 30.0,
+    as_json: JsonFlag = False,
+) -> None:
+    "Delete a version. Exit 2 while it holds an alias (move the alias first) or when it does not exist."
+    from aiworkbench.registry import delete_version
+
+    deleted = delete_version(name, version, wait=wait)
+    if as_json:
+        return _print_json(deleted)
+    print(f"{name}: deleted v{deleted['deleted']}")
 
 # %% ../nbs/44_cli_experiments.ipynb #1839b407
 @app.command()
@@ -238,18 +268,21 @@ def train(
         raise typer.Exit(1)
     from aiworkbench.training import quiet, train_tabular
 
-    with quiet():
-        fitted = train_tabular(
-            good,
-            c,
-            max_epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            experiment=experiment,
-            register=register,
-            run_name=data.stem,
-            enable_progress_bar=not as_json,
-        )
+    try:
+        with quiet():
+            fitted = train_tabular(
+                good,
+                c,
+                max_epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                experiment=experiment,
+                register=register,
+                run_name=data.stem,
+                enable_progress_bar=not as_json,
+            )
+    except InvalidInput as e:  # the data cannot train this model (e.g. a single class): name the file
+        raise type(e)(f"{data}: {e.message}", **{"file": str(data), **e.where}) from None
     if as_json:
         from aiworkbench.tracking import get_run
 

@@ -13,10 +13,10 @@ from functools import cached_property
 from .config import Settings, load_settings
 
 # %% auto #0
-__all__ = ['PHASES', 'Check', 'CHECKS', 'CI_FILES', 'NOTEBOOK_TESTS', 'Item', 'Evidence', 'check', 'contracts_validated',
-           'runs_tracked', 'models_versioned', 'notebooks_in_ci', 'model_served', 'drift_monitored',
-           'retraining_scheduled', 'several_models_served', 'alerts_configured', 'onnx_exported', 'accelerated',
-           'phase_report']
+__all__ = ['PHASES', 'Check', 'CHECKS', 'CI_FILES', 'NOTEBOOK_TESTS', 'ACCELERATORS', 'Item', 'Evidence', 'check',
+           'contracts_validated', 'runs_tracked', 'models_versioned', 'notebooks_in_ci', 'model_served',
+           'drift_monitored', 'retraining_scheduled', 'several_models_served', 'alerts_configured', 'onnx_exported',
+           'accelerated', 'phase_report']
 
 # %% ../nbs/34_phases.ipynb #c8ee0f4e
 PHASES = {0: "Getting started", 1: "Prototype", 2: "Production hardening", 3: "Enterprise scale", 4: "Optimization"}
@@ -244,14 +244,12 @@ def onnx_exported(ev: Evidence) -> Item:
     )
 
 
+ACCELERATORS = ("cuda", "gpu", "mps", "xla", "tpu")  # the `accelerator` param `fit` logs, as Lightning resolved it
+
+
 @check
 def accelerated(ev: Evidence) -> Item:
-    runs = [
-        r
-        for r in ev.runs
-        if r["params"].get("accelerator", "") in ("gpu", "cuda", "mps")
-        or r["params"].get("devices_used", "").startswith(("cuda", "gpu"))
-    ]
+    runs = [r for r in ev.runs if r["params"].get("accelerator", "") in ACCELERATORS]  # as `fit` logs it
     return Item(
         4,
         "acceleration",

@@ -6,45 +6,111 @@
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import re
 import time
-from contextlib import AbstractContextManager, nullcontext, redirect_stderr
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Settings, load_settings
 from .contracts import Contract
 from .errors import Conflict, InvalidInput, NotFound
-from .tracking import client, use_store
+from .tracking import client
 
 # %% auto #0
-__all__ = ['HISTORY_PREFIX', 'LOWER_IS_BETTER', 'register_model', 'parse_ref', 'resolve_version', 'version_summary',
-           'list_models', 'show_model', 'history', 'Check', 'Gate', 'GateRefused', 'promote', 'rollback',
-           'delete_version']
+__all__ = ['LOCK_WAIT_SECONDS', 'DELETED_PREFIX', 'HISTORY_PREFIX', 'LOWER_IS_BETTER', 'register_model', 'parse_ref',
+           'resolve_version', 'version_summary', 'list_models', 'show_model', 'history', 'Check', 'Gate', 'GateRefused',
+           'promote', 'rollback', 'delete_version']
 
 # %% ../nbs/14_registry.ipynb #2f58963a
-def _write_lock(settings: Settings) -> AbstractContextManager:
+LOCK_WAIT_SECONDS = 30.0  # how long a registry change waits for another one to finish before giving up
+
+
+@contextmanager
+def _write_lock(settings: Settings, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    "The project's registry lock (SQLite stores); `Conflict` when another change holds it for `wait` seconds."
     if not settings.tracking_uri.startswith("sqlite:"):
-        return nullcontext()
-    from filelock import FileLock
+        yield
+        return
+    from filelock import FileLock, Timeout
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(settings.state_dir / ".registry.lock")
+    path = settings.state_dir / ".registry.lock"
+    try:
+        lock = FileLock(path, timeout=wait).acquire()
+    except Timeout:
+        raise Conflict(
+            f"another registry change in this project (a promotion, rollback, registration or deletion) still "
+            f"holds the lock `{path}` after {wait:g} s; wait for it to finish and try again (or give it longer "
+            f"with `--wait SECONDS`)",
+            field="lock",
+        ) from None
+    with lock:
+        yield
 
 
-def register_model(model_uri: str, name: str, settings: Settings | None = None) -> dict:
+def _model_source(c, model_uri: str, settings: Settings) -> tuple[str, str | None, str | None]:
+    "(artifact location, run id, logged model id) of `model_uri`, resolved through the project's client."
+    from mlflow.exceptions import MlflowException
+
+    from aiworkbench.tracking import artifact_location
+
+    rest = model_uri.removeprefix("models:/").strip("/")
+    try:
+        if model_uri.startswith("models:/") and rest.startswith("m-") and "/" not in rest:
+            logged = c.get_logged_model(rest)
+            return logged.artifact_location, logged.source_run_id, logged.model_id
+        if model_uri.startswith("runs:/"):
+            run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
+            experiment = c.get_run(run_id).info.experiment_id
+            found = c.search_logged_models(  # MLflow 3 keeps a logged model's files with it, not with the run
+                [experiment], filter_string=f"source_run_id = '{run_id}' AND name = '{path}'"
+            )
+            if found:
+                logged = max(found, key=lambda m: m.creation_timestamp)
+                return logged.artifact_location, run_id, logged.model_id
+            return artifact_location(model_uri, settings=settings), run_id, None
+    except MlflowException as e:
+        raise NotFound(f"cannot resolve `{model_uri}` in the project's store: {e.message}", field="model_uri") from None
+    if model_uri.startswith("models:/"):
+        name, version = parse_ref(rest)
+        mv = resolve_version(name, version, settings)
+        return artifact_location(mv.source, settings=settings), mv.run_id, None
+    return model_uri, None, None
+
+
+def register_model(
+    model_uri: str,  # `models:/m-...` (a logged model), `runs:/RUN/model`, `models:/NAME/VERSION`, or a location
+    name: str,
+    settings: Settings | None = None,
+    wait: float = LOCK_WAIT_SECONDS,
+) -> dict:
     "Register the model at `model_uri` as a new version of `name`; returns `{name, version, run_id, model_uri}`."
-    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     settings = settings or load_settings()
-    use_store(settings)
-    with _write_lock(settings), redirect_stderr(io.StringIO()):  # mlflow prints "Created version ..." itself
-        mv = mlflow.register_model(model_uri, name, await_registration_for=0)
+    c = client(settings)
+    source, run_id, model_id = _model_source(c, model_uri, settings)
+    with _write_lock(settings, wait):
+        try:
+            c.create_registered_model(name)
+        except MlflowException as e:
+            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        mv = c.create_model_version(name, source, run_id=run_id, model_id=model_id, await_creation_for=0)
+        if model_id:  # the link MLflow's UI shows from the logged model to its versions
+            linked = json.loads(c.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+            linked.append({"name": name, "version": mv.version})
+            c.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(linked)})
     return {"name": name, "version": int(mv.version), "run_id": mv.run_id, "model_uri": model_uri}
 
 # %% ../nbs/14_registry.ipynb #02e7ba56
+DELETED_PREFIX = "aiwb.deleted."  # registered-model tag `aiwb.deleted.<version>`: who deleted it, and when
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     "`NAME@ALIAS` or `NAME/VERSION` -> (name, alias or version)."
     m = re.fullmatch(r"(?P<name>[^@/]+)(?:@(?P<alias>[A-Za-z_][\w-]*)|/(?P<version>\d+))", ref.strip())
@@ -81,8 +147,16 @@ def resolve_version(name: str, version_or_alias: str | int, settings: Settings |
     except MlflowException:
         what = "version" if ref.isdigit() else "alias"
         have = sorted(model.aliases) if what == "alias" else [v.version for v in _versions(c, name)]
+        deleted = model.tags.get(f"{DELETED_PREFIX}{ref}") if what == "version" else None
+        if deleted:
+            d = json.loads(deleted)
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["when"]))
+            gone = f": it was deleted by {d['who']} at {when}"
+        else:
+            gone = ""
         raise NotFound(
-            f"model `{name}` has no {what} `{ref}`; it has: {', '.join(map(str, have)) or '(none)'}", field=what
+            f"model `{name}` has no {what} `{ref}`{gone}; it has: {', '.join(map(str, have)) or '(none)'}",
+            field=what,
         ) from None
 
 
@@ -134,7 +208,14 @@ def show_model(name: str, settings: Settings | None = None) -> dict:
     return {
         "name": name,
         "aliases": {a: int(v) for a, v in sorted(model.aliases.items())},
-        "versions": [version_summary(v, c) for v in _versions(c, name)],
+        "versions": [
+            # a search leaves a version's aliases empty: they come from the model
+            {
+                **version_summary(v, c),
+                "aliases": sorted(a for a, n in model.aliases.items() if int(n) == int(v.version)),
+            }
+            for v in _versions(c, name)
+        ],
     }
 
 # %% ../nbs/14_registry.ipynb #143ae663
@@ -243,12 +324,12 @@ class GateRefused(Conflict):
         return {**super().to_dict(), "checks": [c.__dict__ for c in self.checks]}
 
 # %% ../nbs/14_registry.ipynb #f1171498
-def _model_meta(mv) -> tuple[Check, dict]:
-    "Whether the version's model can be read, and its metadata."
-    import mlflow
+def _model_meta(mv, settings: Settings) -> tuple[Check, dict]:
+    "Whether the version's model can be read (through the project's store), and its metadata."
+    from aiworkbench.tracking import model_meta
 
     try:
-        info = mlflow.models.get_model_info(mv.source)
+        info = model_meta(mv.source, settings=settings)
     except Exception as e:  # noqa: BLE001 - any failure to read the model is a failed check, reported with its cause
         return Check("model loadable", False, f"cannot read `{mv.source}`: {e}"), {}
     return Check("model loadable", True, mv.source), dict(info.metadata or {})
@@ -267,12 +348,13 @@ def promote(
     reason: str = "",
     who: str | None = None,
     settings: Settings | None = None,
+    wait: float = LOCK_WAIT_SECONDS,  # for another registry change to finish; then `Conflict`
 ) -> dict:
     "Move `alias` of `name` to `version` if the gate passes; the move is recorded. Raises `GateRefused` if not."
     settings = settings or load_settings()
     c = client(settings)
     gate = gate or Gate()
-    with _write_lock(settings):
+    with _write_lock(settings, wait):
         mv = resolve_version(name, version, settings)
         metrics = dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}
         lacking = sorted(gate.metrics_named() - set(metrics))
@@ -288,7 +370,7 @@ def promote(
         if gate.beat_champion and current is not None and current != int(mv.version):
             champ = c.get_model_version(name, str(current))
             champion = dict(c.get_run(champ.run_id).data.metrics) if champ.run_id else {}
-        loadable, meta = _model_meta(mv)
+        loadable, meta = _model_meta(mv, settings)
         checks = [loadable, *gate.evaluate(metrics, champion, meta)]
         failed = [ch for ch in checks if not ch.passed]
         if failed:
@@ -320,11 +402,12 @@ def rollback(
     reason: str = "rollback",
     who: str | None = None,
     settings: Settings | None = None,
+    wait: float = LOCK_WAIT_SECONDS,
 ) -> dict:
     "Move `alias` back to the version it named before the promotion that brought the current one in."
     settings = settings or load_settings()
     c = client(settings)
-    with _write_lock(settings):
+    with _write_lock(settings, wait):
         current = _holder(_model(c, name), alias)
         if current is None:
             raise NotFound(f"model `{name}` has no `{alias}` to roll back", field="alias")
@@ -347,11 +430,17 @@ def rollback(
     return {"name": name, "alias": alias, "from": current, "to": previous}
 
 
-def delete_version(name: str, version: int | str, settings: Settings | None = None) -> None:
+def delete_version(
+    name: str,
+    version: int | str,
+    settings: Settings | None = None,
+    who: str | None = None,
+    wait: float = LOCK_WAIT_SECONDS,
+) -> dict:
     "Delete a version; refused (409) while it holds an alias, so an alias never names a missing model."
     settings = settings or load_settings()
     c = client(settings)
-    with _write_lock(settings):
+    with _write_lock(settings, wait):
         mv = resolve_version(name, version, settings)
         if mv.aliases:
             raise Conflict(
@@ -360,3 +449,6 @@ def delete_version(name: str, version: int | str, settings: Settings | None = No
                 field="version",
             )
         c.delete_model_version(name, mv.version)
+        record = {"who": who or getpass.getuser(), "when": time.time()}
+        c.set_registered_model_tag(name, f"{DELETED_PREFIX}{mv.version}", json.dumps(record))
+    return {"name": name, "deleted": int(mv.version), **record}

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from aiworkbench.contracts import Contract
 
 # %% auto #0
-__all__ = ['PACKAGES', 'ensure_store', 'client', 'use_store', 'experiment_id', 'package_versions', 'lineage_tags', 'start_run',
-           'MetricBuffer', 'artifact_location', 'download', 'model_meta', 'load_pytorch', 'run_summary', 'list_runs',
-           'get_run']
+__all__ = ['PACKAGES', 'ensure_store', 'client', 'store_scope', 'experiment_id', 'package_versions', 'lineage_tags',
+           'process_tags', 'start_run', 'MetricBuffer', 'artifact_location', 'download', 'model_meta', 'load_pytorch',
+           'run_summary', 'process_gone', 'list_runs', 'get_run']
 
 # %% ../nbs/12_tracking.ipynb #13c1b660
 def ensure_store(settings: Settings | None = None) -> str:
@@ -41,13 +41,38 @@ def ensure_store(settings: Settings | None = None) -> str:
             from filelock import FileLock
 
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-            with FileLock(settings.state_dir / ".mlflow.lock"):
+            with FileLock(settings.state_dir / ".mlflow.lock"), _logs_to(settings.state_dir / "logs" / "mlflow.log"):
                 if not marker.exists():
-                    from mlflow import MlflowClient
+                    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-                    MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema
+                    # creates and migrates the schema, and MLflow's `Default` experiment (id 0) with its artifacts
+                    # in the project: by default they would go to `./mlruns` of whichever folder this process is in
+                    SqlAlchemyStore(uri, settings.artifacts_dir.as_uri())
                     marker.write_text(uri)
     return uri
+
+
+@contextmanager
+def _logs_to(path: Path, names: tuple[str, ...] = ("mlflow", "alembic")) -> Iterator[None]:
+    "Send the INFO lines of loggers `names` to the file `path` (not the terminal) inside the block only."
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = []
+    for name in names:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
+        lg.handlers, lg.propagate = [handler], False
+        lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, handlers, propagate, level in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(level)
+        handler.close()
 
 
 def client(settings: Settings | None = None):
@@ -58,14 +83,30 @@ def client(settings: Settings | None = None):
     return MlflowClient(uri, registry_uri=uri)
 
 
-def use_store(settings: Settings | None = None) -> str:
-    "Point MLflow's fluent API (`mlflow.log_*`, `mlflow.start_run`) at the project's store; returns the URI."
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextmanager
+def store_scope(settings: Settings | None = None) -> Iterator[str]:
+    "MLflow's global tracking and registry URI pointed at the project's store inside the block; restored after."
     import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     uri = ensure_store(settings)
+    before = tracking_utils._tracking_uri, registry_utils._registry_uri, {k: os.environ.get(k) for k in _URI_ENV}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return uri
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        registry_utils._registry_uri = before[1]
+        for k, v in before[2].items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 # %% ../nbs/12_tracking.ipynb #24aeed07
 def experiment_id(name: str, settings: Settings | None = None) -> str:
@@ -139,6 +180,16 @@ def lineage_tags(
     return tags
 
 # %% ../nbs/12_tracking.ipynb #2ac7cf0e
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    "`aiwb.host`, `aiwb.pid` and `aiwb.pid_started` (its start time, which tells a reused pid apart) of a process."
+    import socket
+
+    import psutil
+
+    proc = psutil.Process(pid)
+    return {"aiwb.host": socket.gethostname(), "aiwb.pid": str(proc.pid), "aiwb.pid_started": repr(proc.create_time())}
+
+
 @contextmanager
 def start_run(
     experiment: str | None = None,  # default: the project's name
@@ -156,31 +207,32 @@ def start_run(
     from mlflow.entities import Param, RunTag
 
     settings = settings or load_settings()
-    use_store(settings)
-    attach = os.environ.get("MLFLOW_RUN_ID") if mlflow.active_run() is None else None
-    if attach:
-        active = mlflow.start_run(run_id=attach, run_name=run_name)
-    else:
-        exp = experiment_id(experiment or settings.project.name, settings)
-        active = mlflow.start_run(experiment_id=exp, run_name=run_name, nested=mlflow.active_run() is not None)
-    with active as run:
-        all_tags = {**lineage_tags(settings, data, contract, seed), **(tags or {})}
-        mlflow.MlflowClient().log_batch(
-            run.info.run_id,
-            params=[Param(k, str(v)) for k, v in (params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
-        )
-        if data is not None:
-            source = contract.ref if contract is not None else "dataframe"
-            dataset = mlflow.data.from_pandas(
-                data,
-                source=source,
-                targets=contract.target if contract is not None else None,
-                name=source,
-                digest=all_tags["aiwb.data.fingerprint"][:32],
+    with store_scope(settings):
+        attach = os.environ.get("MLFLOW_RUN_ID") if mlflow.active_run() is None else None
+        if attach:  # a job's run: the job store watches its process
+            active = mlflow.start_run(run_id=attach, run_name=run_name)
+        else:
+            exp = experiment_id(experiment or settings.project.name, settings)
+            active = mlflow.start_run(experiment_id=exp, run_name=run_name, nested=mlflow.active_run() is not None)
+        with active as run:
+            own = {} if attach else process_tags()
+            all_tags = {**lineage_tags(settings, data, contract, seed), **own, **(tags or {})}
+            client(settings).log_batch(
+                run.info.run_id,
+                params=[Param(k, str(v)) for k, v in (params or {}).items()],
+                tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
             )
-            mlflow.log_input(dataset, context="training")
-        yield run
+            if data is not None:
+                source = contract.ref if contract is not None else "dataframe"
+                dataset = mlflow.data.from_pandas(
+                    data,
+                    source=source,
+                    targets=contract.target if contract is not None else None,
+                    name=source,
+                    digest=all_tags["aiwb.data.fingerprint"][:32],
+                )
+                mlflow.log_input(dataset, context="training")
+            yield run
 
 # %% ../nbs/12_tracking.ipynb #96261eb4
 class MetricBuffer:
@@ -188,11 +240,15 @@ class MetricBuffer:
 
     MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 
-    def __init__(self, run_id: str, mlflow_client=None):
-        import mlflow
-
+    def __init__(
+        self,
+        run_id: str,
+        mlflow_client=None,  # default: `client(settings)`, the project's store (never MLflow's global URI)
+        *,
+        settings: Settings | None = None,
+    ):
         self.run_id = run_id
-        self.client = mlflow_client or mlflow.MlflowClient()
+        self.client = mlflow_client or client(settings)
         self.pending: list = []
 
     def log(self, metrics: dict[str, float], step: int = 0) -> None:
@@ -239,6 +295,7 @@ def download(uri: str, *, settings: Settings, dst: str | os.PathLike | None = No
     "A local path for `uri` (`models:/`, `runs:/`, `mlflow-artifacts:/`, a file URI), via the project's store."
     from mlflow.artifacts import download_artifacts
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per `aiwb package` is noise
     store = ensure_store(settings)
     location = artifact_location(uri, settings=settings)
     return Path(download_artifacts(artifact_uri=location, dst_path=dst, tracking_uri=store, registry_uri=store))
@@ -275,8 +332,43 @@ def run_summary(run) -> dict:
     }
 
 
+def process_gone(tags: dict[str, str]) -> bool:
+    "Whether the process named by a run's `aiwb.host/pid/pid_started` tags is gone (this host only; else False)."
+    import socket
+
+    import psutil
+
+    pid, started = tags.get("aiwb.pid", ""), tags.get("aiwb.pid_started", "")
+    if tags.get("aiwb.host") != socket.gethostname() or not pid.isdigit() or not started:
+        return False
+    try:
+        proc = psutil.Process(int(pid))
+        return proc.status() == psutil.STATUS_ZOMBIE or abs(proc.create_time() - float(started)) > 1.0
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.AccessDenied, ValueError):
+        return False
+
+
+def _alive_or_killed(c, run):
+    "`run`; or, when it says RUNNING but its process is gone, the run after marking it `KILLED`."
+    if run.info.status != "RUNNING" or not process_gone(run.data.tags):
+        return run
+    fresh = c.get_run(run.info.run_id)  # read after the process is known gone: it can write nothing more
+    if fresh.info.status != "RUNNING":
+        return fresh
+    tags = run.data.tags
+    c.set_tag(
+        run.info.run_id,
+        "aiwb.ended",
+        f"process {tags['aiwb.pid']} on {tags['aiwb.host']} ended without ending the run (killed)",
+    )
+    c.set_terminated(run.info.run_id, status="KILLED")
+    return c.get_run(run.info.run_id)
+
+
 def list_runs(settings: Settings | None = None, experiment: str | None = None, limit: int = 50) -> list[dict]:
-    "The project's runs (one experiment, or all), newest first."
+    "The project's runs (one experiment, or all), newest first; runs whose process died are marked `KILLED`."
     c = client(settings)
     if experiment:
         exp = c.get_experiment_by_name(experiment)
@@ -291,14 +383,16 @@ def list_runs(settings: Settings | None = None, experiment: str | None = None, l
     if not ids:
         return []
     runs = c.search_runs(ids, max_results=limit, order_by=["attributes.start_time DESC"])
-    return [run_summary(r) for r in runs]
+    return [run_summary(_alive_or_killed(c, r)) for r in runs]
 
 
 def get_run(run_id: str, settings: Settings | None = None) -> dict:
-    "One run by id; `NotFound` names the id."
+    "One run by id (`KILLED` if its process died while it ran); `NotFound` names the id."
     from mlflow.exceptions import MlflowException
 
+    c = client(settings)
     try:
-        return run_summary(client(settings).get_run(run_id))
+        run = c.get_run(run_id)
     except MlflowException:
         raise NotFound(f"no run `{run_id}` in the project's store", field="run_id") from None
+    return run_summary(_alive_or_killed(c, run))

@@ -28,7 +28,7 @@ from .errors import InvalidInput
 __all__ = ['feature_names', 'encode_features', 'feature_names_of', 'task_of', 'encode_target', 'TensorBatches',
            'TabularDataModule', 'TabularNet', 'TabularClassifier', 'TabularRegressor', 'BufferedMLFlowLogger',
            'device_count', 'choose_strategy', 'in_notebook', 'global_rank', 'pip_requirements', 'log_model',
-           'log_drift_reference', 'FitResult', 'fit', 'train_tabular', 'score', 'quiet']
+           'log_drift_reference', 'hardware_params', 'FitResult', 'fit', 'train_tabular', 'score', 'quiet']
 
 # %% ../nbs/13_training.ipynb #bf4fefc0
 def feature_names(contract: Contract) -> list[str]:
@@ -153,6 +153,13 @@ class TabularDataModule(pl.LightningDataModule):
         self.task, self.classes = task_of(contract)
         self.x = torch.from_numpy(encode_features(df, contract))
         self.y = torch.tensor(encode_target(df, contract))  # a copy: pandas hands out read-only arrays
+        if self.task == "classification" and len(present := self.y.unique()) < 2:
+            only = f"the single class `{self.classes[int(present[0])]}`" if len(present) else "no rows"
+            raise InvalidInput(
+                f"target `{contract.target}` has {only} in all {len(df)} training rows: a classifier needs at least "
+                f"two classes. Check the target column (`--target`), or the rows the contract kept",
+                column=contract.target,
+            )
         order = torch.randperm(len(df), generator=torch.Generator().manual_seed(seed))
         n_val = int(round(len(df) * val_fraction))
         self.val_idx, self.train_idx = order[:n_val], order[n_val:]
@@ -422,6 +429,22 @@ def log_drift_reference(df: pd.DataFrame, contract: Contract, settings: Settings
         mlflow.log_artifacts(tmp, "drift_reference")
 
 # %% ../nbs/13_training.ipynb #92cc6c53
+def hardware_params(trainer: pl.Trainer) -> dict[str, str]:
+    "What the Trainer resolved: `accelerator` (cpu, cuda, mps, xla), `devices`, `strategy`, `num_nodes`, `precision`."
+    import re
+
+    strategy = trainer.strategy
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(strategy).__name__.removesuffix("Strategy")).lower()
+    start = getattr(strategy, "_start_method", None)
+    return {
+        "accelerator": type(trainer.accelerator).__name__.removesuffix("Accelerator").lower(),
+        "devices": str(trainer.num_devices),
+        "strategy": f"{name}_{start}" if start in ("spawn", "fork", "forkserver") else name,
+        "num_nodes": str(trainer.num_nodes),
+        "precision": str(trainer.precision),
+    }
+
+
 @dataclass
 class FitResult:
     "What a training run produced."
@@ -464,7 +487,7 @@ def fit(
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from aiworkbench.tracking import start_run, use_store
+    from aiworkbench.tracking import client, ensure_store, start_run
 
     settings = settings or load_settings()
     contract = contract if contract is not None else getattr(data, "contract", None)
@@ -475,8 +498,6 @@ def fit(
     run_params = {
         "seed": seed,
         "max_epochs": max_epochs,
-        "strategy": strategy,
-        "devices": str(devices),
         "batch_size": getattr(data, "batch_size", None),
         **(params or {}),
     }
@@ -495,7 +516,7 @@ def fit(
         else nullcontext()
     )
     with tracked as run, tempfile.TemporaryDirectory() as tmp:
-        uri = use_store(settings) if lead else settings.tracking_uri  # other ranks never write, but need a URI
+        uri = ensure_store(settings) if lead else settings.tracking_uri  # other ranks never write, but need a URI
         logger = BufferedMLFlowLogger(
             experiment_name=experiment or settings.project.name,
             tracking_uri=uri,
@@ -517,6 +538,11 @@ def fit(
             enable_progress_bar=enable_progress_bar,
             **trainer_kwargs,
         )
+        if lead:
+            from mlflow.entities import Param
+
+            resolved = [Param(k, v) for k, v in hardware_params(trainer).items()]
+            client(settings).log_batch(run.info.run_id, params=resolved)
         trainer.fit(module, datamodule=data)
         if not trainer.is_global_zero:
             return None
@@ -551,11 +577,21 @@ def train_tabular(
     return fit(data.model(hidden=hidden, lr=lr), data, seed=seed, max_epochs=max_epochs, **fit_kwargs)
 
 # %% ../nbs/13_training.ipynb #848dc7e0
-def score(model_uri: str, df: pd.DataFrame, contract: Contract) -> dict[str, float]:
+def score(
+    model_uri: str,  # `models:/...`, `runs:/...` (resolved in the project's store) or an artifact location
+    df: pd.DataFrame,
+    contract: Contract,
+    settings: Settings | None = None,
+) -> dict[str, float]:
     "`holdout_loss` and `holdout_acc` (classification) or `holdout_rmse` (regression) of a logged model on `df`."
-    import mlflow
+    if model_uri.startswith(("models:/", "runs:/")):
+        from aiworkbench.tracking import load_pytorch
 
-    model = mlflow.pytorch.load_model(model_uri)
+        model = load_pytorch(model_uri, settings=settings or load_settings())
+    else:
+        import mlflow.pytorch
+
+        model = mlflow.pytorch.load_model(model_uri)  # a location (folder, file URI): no store is consulted
     x = torch.from_numpy(encode_features(df, contract))
     y = torch.tensor(encode_target(df, contract))
     with torch.no_grad():

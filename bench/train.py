@@ -137,13 +137,12 @@ def main() -> None:
 
         import mlflow
 
-        from aiworkbench.tracking import client, use_store
+        from aiworkbench.tracking import client, store_scope
 
-        use_store(settings)
         steps = len(client(settings).get_metric_history(fitted.run_id, "train_loss_step"))
         model = fresh()
         log_times = []
-        with mlflow.start_run(run_id=fitted.run_id):
+        with store_scope(settings), mlflow.start_run(run_id=fitted.run_id):
             for _ in range(2):
                 t0 = time.perf_counter()
                 log_model(model, data, contract)
