@@ -76,7 +76,7 @@ def _model_source(c, model_uri: str, settings: Settings) -> tuple[str, str | Non
         raise NotFound(f"cannot resolve `{model_uri}` in the project's store: {e.message}", field="model_uri") from None
     if model_uri.startswith("models:/"):
         name, version = parse_ref(rest)
-        mv = resolve_version(name, version, settings)
+        mv = resolve_version(name, version, settings=settings)
         return artifact_location(mv.source, settings=settings), mv.run_id, None
     return model_uri, None, None
 
@@ -92,8 +92,8 @@ def register_model(
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     settings = settings or load_settings()
-    c = client(settings)
-    source, run_id, model_id = _model_source(c, model_uri, settings)
+    c = client(settings=settings)
+    source, run_id, model_id = _model_source(c, model_uri, settings=settings)
     with _write_lock(settings, wait):
         try:
             c.create_registered_model(name)
@@ -137,7 +137,7 @@ def resolve_version(name: str, version_or_alias: str | int, settings: Settings |
     "The `ModelVersion` of `name` named by a number or an alias; `NotFound` says what exists."
     from mlflow.exceptions import MlflowException
 
-    c = client(settings)
+    c = client(settings=settings)
     model = _model(c, name)
     ref = str(version_or_alias)
     try:
@@ -183,7 +183,7 @@ def version_summary(mv, c=None) -> dict:
 
 def list_models(settings: Settings | None = None) -> list[dict]:
     "Registered models with their number of versions, latest version and aliases (two queries in all)."
-    c = client(settings)
+    c = client(settings=settings)
     counts: dict[str, list[int]] = {}
     for v in c.search_model_versions(max_results=100_000):
         counts.setdefault(v.name, []).append(int(v.version))
@@ -203,7 +203,7 @@ def list_models(settings: Settings | None = None) -> list[dict]:
 
 def show_model(name: str, settings: Settings | None = None) -> dict:
     "One model: every version with its aliases and metrics."
-    c = client(settings)
+    c = client(settings=settings)
     model = _model(c, name)
     return {
         "name": name,
@@ -224,7 +224,7 @@ HISTORY_PREFIX = "aiwb.history."
 
 def history(name: str, settings: Settings | None = None) -> list[dict]:
     "Every recorded alias move of `name`, oldest first."
-    model = _model(client(settings), name)
+    model = _model(client(settings=settings), name)
     entries = [json.loads(v) for k, v in model.tags.items() if k.startswith(HISTORY_PREFIX)]
     return sorted(entries, key=lambda e: e["seq"])
 
@@ -352,10 +352,10 @@ def promote(
 ) -> dict:
     "Move `alias` of `name` to `version` if the gate passes; the move is recorded. Raises `GateRefused` if not."
     settings = settings or load_settings()
-    c = client(settings)
+    c = client(settings=settings)
     gate = gate or Gate()
     with _write_lock(settings, wait):
-        mv = resolve_version(name, version, settings)
+        mv = resolve_version(name, version, settings=settings)
         metrics = dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}
         lacking = sorted(gate.metrics_named() - set(metrics))
         if lacking:
@@ -370,7 +370,7 @@ def promote(
         if gate.beat_champion and current is not None and current != int(mv.version):
             champ = c.get_model_version(name, str(current))
             champion = dict(c.get_run(champ.run_id).data.metrics) if champ.run_id else {}
-        loadable, meta = _model_meta(mv, settings)
+        loadable, meta = _model_meta(mv, settings=settings)
         checks = [loadable, *gate.evaluate(metrics, champion, meta)]
         failed = [ch for ch in checks if not ch.passed]
         if failed:
@@ -406,7 +406,7 @@ def rollback(
 ) -> dict:
     "Move `alias` back to the version it named before the promotion that brought the current one in."
     settings = settings or load_settings()
-    c = client(settings)
+    c = client(settings=settings)
     with _write_lock(settings, wait):
         current = _holder(_model(c, name), alias)
         if current is None:
@@ -414,7 +414,7 @@ def rollback(
         previous = next(
             (
                 e["from"]
-                for e in reversed(history(name, settings))
+                for e in reversed(history(name, settings=settings))
                 if e["kind"] == "promote" and e["alias"] == alias and e["to"] == current
             ),
             None,
@@ -424,7 +424,9 @@ def rollback(
                 f"`{alias}` of `{name}` is version {current}, and no earlier version held it: nothing to roll back to",
                 field="alias",
             )
-        resolve_version(name, previous, settings)  # still there (an aliased version cannot be deleted, others can)
+        resolve_version(
+            name, previous, settings=settings
+        )  # still there (an aliased version cannot be deleted, others can)
         _record(c, name, kind="rollback", alias=alias, **{"from": current}, to=previous, why=reason, who=who)
         c.set_registered_model_alias(name, alias, str(previous))
     return {"name": name, "alias": alias, "from": current, "to": previous}
@@ -439,9 +441,9 @@ def delete_version(
 ) -> dict:
     "Delete a version; refused (409) while it holds an alias, so an alias never names a missing model."
     settings = settings or load_settings()
-    c = client(settings)
+    c = client(settings=settings)
     with _write_lock(settings, wait):
-        mv = resolve_version(name, version, settings)
+        mv = resolve_version(name, version, settings=settings)
         if mv.aliases:
             raise Conflict(
                 f"{name}/{mv.version} holds alias(es) {', '.join(sorted(mv.aliases))}; move them first "

@@ -79,7 +79,7 @@ def client(settings: Settings | None = None):
     "An `MlflowClient` on the project's store (tracking and registry)."
     from mlflow import MlflowClient
 
-    uri = ensure_store(settings)
+    uri = ensure_store(settings=settings)
     return MlflowClient(uri, registry_uri=uri)
 
 
@@ -93,7 +93,7 @@ def store_scope(settings: Settings | None = None) -> Iterator[str]:
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    uri = ensure_store(settings)
+    uri = ensure_store(settings=settings)
     before = tracking_utils._tracking_uri, registry_utils._registry_uri, {k: os.environ.get(k) for k in _URI_ENV}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -114,7 +114,7 @@ def experiment_id(name: str, settings: Settings | None = None) -> str:
     from mlflow.exceptions import MlflowException
 
     settings = settings or load_settings()
-    c = client(settings)
+    c = client(settings=settings)
     found = c.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
@@ -207,17 +207,17 @@ def start_run(
     from mlflow.entities import Param, RunTag
 
     settings = settings or load_settings()
-    with store_scope(settings):
+    with store_scope(settings=settings):
         attach = os.environ.get("MLFLOW_RUN_ID") if mlflow.active_run() is None else None
         if attach:  # a job's run: the job store watches its process
             active = mlflow.start_run(run_id=attach, run_name=run_name)
         else:
-            exp = experiment_id(experiment or settings.project.name, settings)
+            exp = experiment_id(experiment or settings.project.name, settings=settings)
             active = mlflow.start_run(experiment_id=exp, run_name=run_name, nested=mlflow.active_run() is not None)
         with active as run:
             own = {} if attach else process_tags()
             all_tags = {**lineage_tags(settings, data, contract, seed), **own, **(tags or {})}
-            client(settings).log_batch(
+            client(settings=settings).log_batch(
                 run.info.run_id,
                 params=[Param(k, str(v)) for k, v in (params or {}).items()],
                 tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
@@ -248,7 +248,7 @@ class MetricBuffer:
         settings: Settings | None = None,
     ):
         self.run_id = run_id
-        self.client = mlflow_client or client(settings)
+        self.client = mlflow_client or client(settings=settings)
         self.pending: list = []
 
     def log(self, metrics: dict[str, float], step: int = 0) -> None:
@@ -271,7 +271,7 @@ def artifact_location(uri: str, *, settings: Settings) -> str:
     "Where the artifacts behind a `models:/` (logged model id, `name/version`, `name@alias`) or `runs:/` URI live."
     from mlflow.exceptions import MlflowException
 
-    c = client(settings)
+    c = client(settings=settings)
     try:
         if uri.startswith("models:/"):
             rest = uri.removeprefix("models:/").strip("/")
@@ -296,7 +296,7 @@ def download(uri: str, *, settings: Settings, dst: str | os.PathLike | None = No
     from mlflow.artifacts import download_artifacts
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per `aiwb package` is noise
-    store = ensure_store(settings)
+    store = ensure_store(settings=settings)
     location = artifact_location(uri, settings=settings)
     return Path(download_artifacts(artifact_uri=location, dst_path=dst, tracking_uri=store, registry_uri=store))
 
@@ -369,7 +369,7 @@ def _alive_or_killed(c, run):
 
 def list_runs(settings: Settings | None = None, experiment: str | None = None, limit: int = 50) -> list[dict]:
     "The project's runs (one experiment, or all), newest first; runs whose process died are marked `KILLED`."
-    c = client(settings)
+    c = client(settings=settings)
     if experiment:
         exp = c.get_experiment_by_name(experiment)
         if exp is None:
@@ -390,7 +390,7 @@ def get_run(run_id: str, settings: Settings | None = None) -> dict:
     "One run by id (`KILLED` if its process died while it ran); `NotFound` names the id."
     from mlflow.exceptions import MlflowException
 
-    c = client(settings)
+    c = client(settings=settings)
     try:
         run = c.get_run(run_id)
     except MlflowException:

@@ -421,7 +421,7 @@ def log_drift_reference(df: pd.DataFrame, contract: Contract, settings: Settings
     "Log the drift reference of `df` under `contract` to the active run, as artifacts under `drift_reference/`."
     import mlflow
 
-    from aiworkbench.drift import Reference
+    from aiworkbench.monitoring.drift import Reference
 
     m = settings.monitoring
     with tempfile.TemporaryDirectory() as tmp:
@@ -516,7 +516,9 @@ def fit(
         else nullcontext()
     )
     with tracked as run, tempfile.TemporaryDirectory() as tmp:
-        uri = ensure_store(settings) if lead else settings.tracking_uri  # other ranks never write, but need a URI
+        uri = (
+            ensure_store(settings=settings) if lead else settings.tracking_uri
+        )  # other ranks never write, but need a URI
         logger = BufferedMLFlowLogger(
             experiment_name=experiment or settings.project.name,
             tracking_uri=uri,
@@ -542,14 +544,14 @@ def fit(
             from mlflow.entities import Param
 
             resolved = [Param(k, v) for k, v in hardware_params(trainer).items()]
-            client(settings).log_batch(run.info.run_id, params=resolved)
+            client(settings=settings).log_batch(run.info.run_id, params=resolved)
         trainer.fit(module, datamodule=data)
         if not trainer.is_global_zero:
             return None
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         model_uri = log_model(module, data, contract) if log_model_artifact else None
         if model_uri and contract is not None and getattr(data, "df", None) is not None:
-            log_drift_reference(data.df, contract, settings)
+            log_drift_reference(data.df, contract, settings=settings)
         result = FitResult(
             run.info.run_id, run.info.experiment_id, metrics, model_uri, round(time.perf_counter() - started, 3)
         )

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from aiworkbench.contracts import Contract
-from aiworkbench.drift import Reference, drift_report
+from aiworkbench.monitoring.drift import Reference, drift_report
 
 EVIDENTLY_VENV = Path.home() / ".cache" / "aiworkbench-bench" / "evidently-venv"
 EVIDENTLY_SCRIPT = """

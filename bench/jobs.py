@@ -139,11 +139,11 @@ def main() -> None:
     )
     try:
         from aiworkbench.config import load_settings
-        from aiworkbench.runner import scheduler_info
+        from aiworkbench.jobs.runner import scheduler_info
 
         settings = load_settings(root)
         deadline = time.monotonic() + 60
-        while scheduler_info(settings) is None and time.monotonic() < deadline:
+        while scheduler_info(settings=settings) is None and time.monotonic() < deadline:
             time.sleep(0.1)
         run(aiwb, root)  # the worker is warm after this
         time.sleep(3)  # let the worker pre-start its next kernel, as it would between real jobs
@@ -155,15 +155,17 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             time.sleep(2)
         rows["(c) aiwb jobs run via scheduler (pre-started kernel)"] = statistics.median(times)
-        from aiworkbench.jobstore import create_job, list_runs
+        from aiworkbench.jobs.store import create_job, list_runs
 
-        create_job({"name": "every-second", "notebook": "nbs/trivial.ipynb", "cron": "* * * * * */2"}, settings)
+        create_job(
+            {"name": "every-second", "notebook": "nbs/trivial.ipynb", "cron": "* * * * * */2"}, settings=settings
+        )
         deadline = time.monotonic() + 30
-        while len(list_runs("every-second", settings)) < args.repeat + 1 and time.monotonic() < deadline:
+        while len(list_runs("every-second", settings=settings)) < args.repeat + 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         lates = [
             r["queued_at"] - datetime.fromisoformat(r["scheduled_for"]).timestamp()
-            for r in list_runs("every-second", settings)
+            for r in list_runs("every-second", settings=settings)
         ]
     finally:
         sched.send_signal(signal.SIGTERM)

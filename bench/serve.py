@@ -206,7 +206,7 @@ def prepare(work: Path) -> dict:
     from aiworkbench.contracts import infer_contract
     from aiworkbench.project import init_project
     from aiworkbench.registry import promote
-    from aiworkbench.serving import bentoml_env, package
+    from aiworkbench.serving.package import bentoml_env, package
     from aiworkbench.training import train_tabular
 
     root = init_project(work / "project", force=True)
@@ -218,7 +218,7 @@ def prepare(work: Path) -> dict:
     )
     promote("breast_cancer", fit.registered["version"], settings=settings)
     packaged = package("breast_cancer@champion", settings=settings)
-    env = bentoml_env(settings)
+    env = bentoml_env(settings=settings)
     model_ts = Path(env["BENTOML_HOME"]) / "models" / "breast_cancer" / f"v{packaged['version']}" / "model.ts"
     row = json.loads(df.drop(columns="target").iloc[[0]].to_json(orient="records"))[0]
     return {

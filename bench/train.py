@@ -139,10 +139,10 @@ def main() -> None:
 
         from aiworkbench.tracking import client, store_scope
 
-        steps = len(client(settings).get_metric_history(fitted.run_id, "train_loss_step"))
+        steps = len(client(settings=settings).get_metric_history(fitted.run_id, "train_loss_step"))
         model = fresh()
         log_times = []
-        with store_scope(settings), mlflow.start_run(run_id=fitted.run_id):
+        with store_scope(settings=settings), mlflow.start_run(run_id=fitted.run_id):
             for _ in range(2):
                 t0 = time.perf_counter()
                 log_model(model, data, contract)

@@ -49,7 +49,7 @@ def make_project(
     import mlflow
 
     from aiworkbench.config import load_settings
-    from aiworkbench.jobstore import create_job, submit_run, tables, write
+    from aiworkbench.jobs.store import create_job, submit_run, tables, write
     from aiworkbench.registry import promote
     from aiworkbench.tracking import client, experiment_id
 
@@ -58,8 +58,8 @@ def make_project(
     (root / "settings.ini").write_text("[aiworkbench]\nname = fixture\n")
     (root / "nbs" / "train.ipynb").write_text(json.dumps(NOTEBOOK, indent=1))
     settings = load_settings(root)
-    c = client(settings)
-    eid = experiment_id("fixture", settings)
+    c = client(settings=settings)
+    eid = experiment_id("fixture", settings=settings)
     run_ids = []
     for i in range(max(runs, 2 * models)):
         r = c.create_run(eid, run_name=f"run-{i:04d}", tags={"aiwb.notebook": "nbs/train.ipynb"})
@@ -86,12 +86,12 @@ def make_project(
             )
             c.create_model_version(name, str(folder), run_id=rid)
         promote(name, 1, settings=settings, reason="fixture")
-    made = [create_job({"name": f"job-{j:02d}", "notebook": "nbs/train.ipynb"}, settings) for j in range(jobs)]
+    made = [create_job({"name": f"job-{j:02d}", "notebook": "nbs/train.ipynb"}, settings=settings) for j in range(jobs)]
     if made and job_runs:
         runs_t = tables().tables["runs"]
-        with write(settings) as conn:
+        with write(settings=settings) as conn:
             for k in range(job_runs):
-                run = submit_run(made[k % len(made)], settings, conn=conn)
+                run = submit_run(made[k % len(made)], settings=settings, conn=conn)
                 status = "succeeded" if k % 5 else "failed"
                 conn.execute(
                     runs_t.update()

@@ -16,7 +16,7 @@ HEAVY = ("torch", "lightning", "mlflow", "bentoml", "papermill", "pandas", "pand
 def test_help_imports_nothing_heavy():
     code = (
         "import sys; sys.argv = ['aiwb', '--help']\n"
-        "from aiworkbench.cli import main\n"
+        "from aiworkbench.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
@@ -196,7 +196,7 @@ def test_infer_refuses_to_overwrite(aiwb, people):
 
 def test_quickstart_end_to_end(aiwb, tmp_path):
     "The main job, for real; training is deterministic, so every stage's outcome, each gate's included, is known."
-    from aiworkbench.quickstart import BATCH_FAULTS
+    from aiworkbench.cli.quickstart import BATCH_FAULTS
 
     cwd = tmp_path / "cwd"  # where a store made from MLflow's global default (`sqlite:///<cwd>/mlflow.db`) would land
     cwd.mkdir()

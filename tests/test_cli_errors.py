@@ -65,7 +65,7 @@ def test_unexpected_error_in_a_project_exits_3_with_a_log(aiwb, tmp_path, faulty
 
 def test_unexpected_error_with_json_prints_a_json_error(aiwb, tmp_path, faulty_env):
     root = init_project(tmp_path / "p")
-    r = aiwb("kpi", "--json", cwd=root, env=faulty_env("aiworkbench.kpis:kpi_report"))
+    r = aiwb("kpi", "--json", cwd=root, env=faulty_env("aiworkbench.monitoring.kpis:kpi_report"))
     assert r.code == 3, (r.code, r.out, r.err)
     body = r.json()
     assert (body["error"], body["exception"], body["command"], body["status"]) == (

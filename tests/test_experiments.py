@@ -44,7 +44,7 @@ def python(code: str, cwd: Path, **kw) -> subprocess.Popen:
 
 
 def test_parallel_registrations_get_unique_consecutive_versions(project):
-    uri = resolve_version("bc", 1, load_settings(project)).source
+    uri = resolve_version("bc", 1, settings=load_settings(project)).source
     code = f"from aiworkbench.registry import register_model\nprint(register_model({uri!r}, 'par')['version'])"
     procs = [python(code, project) for _ in range(20)]
     outs = [p.communicate(timeout=180) for p in procs]
@@ -62,7 +62,10 @@ def test_promotion_killed_midway_leaves_a_loadable_champion(project):
     )
     for attempt in range(8):
         target = 2 if attempt % 2 == 0 else 1
-        was, before = int(resolve_version("bc", "champion", settings).version), history("bc", settings)
+        was, before = (
+            int(resolve_version("bc", "champion", settings=settings).version),
+            history("bc", settings=settings),
+        )
         proc = subprocess.Popen(
             [sys.executable, "-c", code, str(target)],
             cwd=project,
@@ -77,7 +80,7 @@ def test_promotion_killed_midway_leaves_a_loadable_champion(project):
         time.sleep(rng.uniform(0.0, 0.15))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        champion, after = resolve_version("bc", "champion", settings), history("bc", settings)
+        champion, after = resolve_version("bc", "champion", settings=settings), history("bc", settings=settings)
         assert int(champion.version) in (was, target)
         assert load_pytorch(champion.source, settings=settings) is not None
         # the history only grows, by at most the one intent recorded before the alias moves
@@ -85,13 +88,13 @@ def test_promotion_killed_midway_leaves_a_loadable_champion(project):
         assert after[: len(before)] == before
         assert [(e["kind"], e["from"], e["to"], e["why"]) for e in grown] in ([], [("promote", was, target, "chaos")])
         assert grown or int(champion.version) == was, "the alias moved without its history entry"
-    was = int(resolve_version("bc", "champion", settings).version)
+    was = int(resolve_version("bc", "champion", settings=settings).version)
     promote("bc", 1, settings=settings, reason="reset")
     promote("bc", 2, settings=settings, reason="next")
     assert rollback("bc", settings=settings) == {"name": "bc", "alias": "champion", "from": 2, "to": 1}
-    tail = [(e["kind"], e["from"], e["to"], e["why"]) for e in history("bc", settings)[-3:]]
+    tail = [(e["kind"], e["from"], e["to"], e["why"]) for e in history("bc", settings=settings)[-3:]]
     assert tail == [("promote", was, 1, "reset"), ("promote", 1, 2, "next"), ("rollback", 2, 1, "rollback")]
-    assert int(resolve_version("bc", "champion", settings).version) == 1
+    assert int(resolve_version("bc", "champion", settings=settings).version) == 1
 
 
 def test_same_seed_same_metrics_in_separate_processes(project, aiwb):
@@ -132,7 +135,7 @@ def test_ddp_two_cpu_processes_log_one_complete_run(project):
     results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert len(results) == 1, proc.stdout  # rank zero only
     result = json.loads(results[0].removeprefix("RESULT "))
-    runs = list_runs(load_settings(project), experiment="ddp")
+    runs = list_runs(settings=load_settings(project), experiment="ddp")
     assert [r["run_id"] for r in runs] == [result["run_id"]]
     run = runs[0]
     assert run["status"] == "FINISHED"

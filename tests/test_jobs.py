@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from aiworkbench.config import load_settings
-from aiworkbench.jobstore import cancel_run, create_job, get_run, is_alive, list_jobs, list_runs, submit_run
+from aiworkbench.jobs.runner import run_notebook, scheduler_info
+from aiworkbench.jobs.store import cancel_run, create_job, get_run, is_alive, list_jobs, list_runs, submit_run
 from aiworkbench.project import init_project
-from aiworkbench.runner import run_notebook, scheduler_info
 
 AIWB = str(Path(sys.executable).parent / "aiwb")
 
@@ -53,15 +53,19 @@ def wait_for(predicate, timeout=60, what="condition"):
 
 def test_200_submissions_from_20_threads(project):
     nb = notebook(project.root / "nbs" / "x.ipynb", "x = 1")
-    job = create_job({"name": "x", "notebook": nb}, project)
+    job = create_job({"name": "x", "notebook": nb}, settings=project)
     ids, errors, jobs = [], [], []
 
     def submit(i):
         try:
             for k in range(10):
-                ids.append(submit_run(job, project, parameters={"x": i * 10 + k})["id"])
-            jobs.append(create_job({"name": f"k{i}", "notebook": nb, "idempotency_key": "one-key"}, project)["id"])
-            ids.append(submit_run(job, project, idempotency_key="drift-event-1")["id"])  # row 17: one retraining
+                ids.append(submit_run(job, settings=project, parameters={"x": i * 10 + k})["id"])
+            jobs.append(
+                create_job({"name": f"k{i}", "notebook": nb, "idempotency_key": "one-key"}, settings=project)["id"]
+            )
+            ids.append(
+                submit_run(job, settings=project, idempotency_key="drift-event-1")["id"]
+            )  # row 17: one retraining
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
@@ -71,7 +75,7 @@ def test_200_submissions_from_20_threads(project):
     assert errors == []
     assert len(ids) == 220 and len(set(ids)) == 201  # 200 runs + one run for 20 deliveries of one event
     assert len(set(jobs)) == 1
-    assert len(list_runs("x", project, limit=1000)) == 201
+    assert len(list_runs("x", settings=project, limit=1000)) == 201
 
 
 @pytest.mark.parametrize(
@@ -86,7 +90,7 @@ def test_200_submissions_from_20_threads(project):
 )
 def test_failures_are_failed_with_summary_and_output(project, body, error_name, cell):
     nb = notebook(project.root / "nbs" / "f.ipynb", "x = 1", "y = x + 1", body, "print('never')")
-    r = run_notebook(nb, {"x": 2}, project, timeout_s=60)
+    r = run_notebook(nb, {"x": 2}, settings=project, timeout_s=60)
     assert (r["status"], r["error_name"], r["error_cell"]) == ("failed", error_name, cell), r
     if error_name == "KernelDied":
         assert "kernel died" in r["error_message"]
@@ -97,7 +101,7 @@ def test_failures_are_failed_with_summary_and_output(project, body, error_name, 
 
 def test_endless_cell_times_out_and_leaves_no_kernel(project):
     nb = notebook(project.root / "nbs" / "loop.ipynb", "x = 1", "print('started', flush=True)", "while True:\n    pass")
-    r = run_notebook(nb, {}, project, timeout_s=10)  # how long it took is measured in bench/jobs.py
+    r = run_notebook(nb, {}, settings=project, timeout_s=10)  # how long it took is measured in bench/jobs.py
     assert (r["status"], r["error_name"]) == ("timed_out", "Timeout"), r
     assert r["kernel_pid"] and not is_alive(r["kernel_pid"], None)
     assert "started" in json.dumps(nbformat.read(r["output_path"], 4).cells[1].outputs)
@@ -117,7 +121,7 @@ def test_1000_hostile_values_arrive_as_literals(project):
         "import json\nopen('echo.json', 'w').write(json.dumps([values, name]))",
     )
     name = "__import__('os').system('touch CANARY')"
-    r = run_notebook(nb, {"values": values, "name": name}, project, timeout_s=120)
+    r = run_notebook(nb, {"values": values, "name": name}, settings=project, timeout_s=120)
     assert r["status"] == "succeeded", r
     assert json.loads((project.root / "echo.json").read_text()) == [values, name]
     assert not list(project.root.rglob("CANARY"))
@@ -155,7 +159,7 @@ def assert_mlflow_record(settings, record):
     "The MLflow run of a job run, read back with MLflow: finished, tagged, with its output notebook."
     from aiworkbench.tracking import client
 
-    mr = client(settings).get_run(record["mlflow_run_id"])
+    mr = client(settings=settings).get_run(record["mlflow_run_id"])
     assert (mr.info.status, mr.data.tags["aiwb.job.run"], mr.data.tags["aiwb.job.status"]) == (
         "FINISHED",
         record["id"],
@@ -163,7 +167,9 @@ def assert_mlflow_record(settings, record):
     )
     assert mr.info.end_time >= mr.info.start_time
     name = Path(record["output_notebook"]).name
-    assert [f.path for f in client(settings).list_artifacts(mr.info.run_id, "notebook")] == [f"notebook/{name}"]
+    assert [f.path for f in client(settings=settings).list_artifacts(mr.info.run_id, "notebook")] == [
+        f"notebook/{name}"
+    ]
 
 
 def test_cli_parameter_for_a_notebook_without_a_parameters_cell(project):
@@ -174,7 +180,7 @@ def test_cli_parameter_for_a_notebook_without_a_parameters_cell(project):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "plain.ipynb` has no cell tagged `parameters`" in r.stderr and "run it without `-p`" in r.stderr
     assert "Traceback" not in r.stderr
-    assert list_jobs(project) == [] and list_runs(settings=project) == []  # nothing created in the job store
+    assert list_jobs(settings=project) == [] and list_runs(settings=project) == []  # nothing created in the job store
     r = aiwb("jobs", "run", "nbs/plain.ipynb", "--json", cwd=project.root)  # without -p it runs
     assert r.returncode == 0 and json.loads(r.stdout[r.stdout.index("{") :])["status"] == "succeeded"
 
@@ -187,19 +193,22 @@ def start_scheduler(root):
 
 def test_scheduler_killed_mid_run_recovers_and_a_second_refuses(project):
     nb = notebook(project.root / "nbs" / "slow.ipynb", "x = 1", "import time\ntime.sleep(120)")
-    job = create_job({"name": "slow", "notebook": nb, "retries": 0}, project)
+    job = create_job({"name": "slow", "notebook": nb, "retries": 0}, settings=project)
     first = start_scheduler(project.root)
     try:
-        run = submit_run(job, project)
+        run = submit_run(job, settings=project)
         wait_for(
-            lambda: get_run(run["id"], project)["kernel_pid"] and get_run(run["id"], project)["cell"], what="running"
+            lambda: get_run(run["id"], settings=project)["kernel_pid"] and get_run(run["id"], settings=project)["cell"],
+            what="running",
         )
         second = aiwb("scheduler", cwd=project.root)
         assert second.returncode == 2 and "another scheduler is running" in second.stderr
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         again = start_scheduler(project.root)
-        done = wait_for(lambda: (r := get_run(run["id"], project))["status"] != "running" and r, what="recovery")
+        done = wait_for(
+            lambda: (r := get_run(run["id"], settings=project))["status"] != "running" and r, what="recovery"
+        )
         assert (done["status"], done["error_name"]) == ("failed", "Orphaned")
         assert done["kernel_pid"] and not is_alive(done["kernel_pid"], None)
         assert list_runs(status="running", settings=project) == []
@@ -212,20 +221,20 @@ def test_scheduler_killed_mid_run_recovers_and_a_second_refuses(project):
 
 def test_every_tick_runs_once_through_a_restart(project):
     nb = notebook(project.root / "nbs" / "tick.ipynb", "x = 1", "print(x)")
-    create_job({"name": "tick", "notebook": nb, "cron": "* * * * * */2"}, project)  # every 2 seconds
+    create_job({"name": "tick", "notebook": nb, "cron": "* * * * * */2"}, settings=project)  # every 2 seconds
     sched = start_scheduler(project.root)
-    wait_for(lambda: len(list_runs("tick", project)) >= 3, what="ticks")
+    wait_for(lambda: len(list_runs("tick", settings=project)) >= 3, what="ticks")
     sched.send_signal(signal.SIGTERM)
     sched.wait(60)
-    n_before = len(list_runs("tick", project))
+    n_before = len(list_runs("tick", settings=project))
     time.sleep(3)  # the scheduler is down across at least one tick
     sched = start_scheduler(project.root)
     try:
-        wait_for(lambda: len(list_runs("tick", project)) >= n_before + 3, what="ticks after restart")
+        wait_for(lambda: len(list_runs("tick", settings=project)) >= n_before + 3, what="ticks after restart")
     finally:
         sched.send_signal(signal.SIGTERM)
         sched.wait(60)
-    runs = [r for r in list_runs("tick", project, limit=1000) if r["attempt"] == 1]
+    runs = [r for r in list_runs("tick", settings=project, limit=1000) if r["attempt"] == 1]
     ticks = sorted(r["scheduled_for"] for r in runs)
     assert len(ticks) == len(set(ticks))  # no tick twice
     from datetime import datetime
@@ -236,18 +245,18 @@ def test_every_tick_runs_once_through_a_restart(project):
 
 def test_cancel_a_running_run(project):
     nb = notebook(project.root / "nbs" / "wait.ipynb", "x = 1", "import time\ntime.sleep(120)")
-    job = create_job({"name": "wait", "notebook": nb}, project)
-    run = submit_run(job, project)
-    from aiworkbench.jobstore import claim_next_run
-    from aiworkbench.runner import execute_run
+    job = create_job({"name": "wait", "notebook": nb}, settings=project)
+    run = submit_run(job, settings=project)
+    from aiworkbench.jobs.runner import execute_run
+    from aiworkbench.jobs.store import claim_next_run
 
-    claimed = claim_next_run(project, run_id=run["id"])
+    claimed = claim_next_run(settings=project, run_id=run["id"])
     t = threading.Thread(target=execute_run, args=(claimed, project))
     t.start()
-    wait_for(lambda: get_run(run["id"], project)["cell"], what="running")
-    cancel_run(run["id"], project)
+    wait_for(lambda: get_run(run["id"], settings=project)["cell"], what="running")
+    cancel_run(run["id"], settings=project)
     t.join(60)
-    r = get_run(run["id"], project)
+    r = get_run(run["id"], settings=project)
     assert r["status"] == "cancelled" and r["kernel_pid"] and not is_alive(r["kernel_pid"], None)
 
 
@@ -261,7 +270,7 @@ def test_reproduce_while_a_scheduler_runs(project):
     )
     sched = start_scheduler(project.root)
     try:
-        wait_for(lambda: scheduler_info(project), what="the scheduler")
+        wait_for(lambda: scheduler_info(settings=project), what="the scheduler")
         first = aiwb("jobs", "run", nb, "-p", "seed", "7", "--json", cwd=project.root)
         original = json.loads(first.stdout[first.stdout.index("{") :])
         assert first.returncode == 0 and original["status"] == "succeeded", first.stderr
@@ -270,7 +279,7 @@ def test_reproduce_while_a_scheduler_runs(project):
         assert r.returncode == 0, (r.stdout, r.stderr)
         result = json.loads(r.stdout[r.stdout.index("{") :])
         assert result["verdict"] == "reproduced" and result["metrics"]["score"]["ok"]
-        new = get_run(result["new"], project)
+        new = get_run(result["new"], settings=project)
         assert (new["status"], new["reproduce_of"], new["parameters"]) == ("succeeded", original["id"], {"seed": 7})
         assert new["worker_pid"] not in workers  # executed by `aiwb reproduce`, not taken by a worker
     finally:

@@ -107,7 +107,7 @@ def test_setup_lab_repairs_the_editable_install_state_and_is_idempotent(tmp_path
         listing = run([python, "-m", "jupyterlab.labextensions", "list"], tmp_path)
         assert LISTED.search(section(listing, labext.parent)), f"attempt {attempt}:\n{listing}"
         config = venv / "etc" / "jupyter" / "jupyter_server_config.d" / "aiworkbench.json"
-        assert json.loads(config.read_text())["ServerApp"]["jpserver_extensions"] == {"aiworkbench.server": True}
+        assert json.loads(config.read_text())["ServerApp"]["jpserver_extensions"] == {"aiworkbench.lab.extension": True}
         overrides = venv / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "aiworkbench.json"
         assert json.loads(overrides.read_text())[NOTIFICATION]["fetchNews"] == "false"
 

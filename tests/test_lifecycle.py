@@ -141,7 +141,10 @@ class JupyterServer:
         self.token, port = secrets.token_hex(16), free_port()
         (tmp / "jupyter-config").mkdir(exist_ok=True)
         config = {
-            "ServerApp": {"jpserver_extensions": {"aiworkbench.server": True}, "allow_unauthenticated_access": False}
+            "ServerApp": {
+                "jpserver_extensions": {"aiworkbench.lab.extension": True},
+                "allow_unauthenticated_access": False,
+            }
         }
         (tmp / "jupyter-config" / "jupyter_server_config.json").write_text(json.dumps(config))
         env = {k: v for k, v in os.environ.items() if k not in ("AIWB_ROOT", "JUPYTER_TOKEN")}

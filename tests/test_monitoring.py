@@ -46,7 +46,7 @@ def project(tmp_path_factory):
             shuffled, contract, max_epochs=2, settings=settings, register="bc", enable_progress_bar=False
         )
     promote("bc", 1, settings=settings)
-    register_model(f"runs:/{fitted.run_id}/model", "bc_new", settings)
+    register_model(f"runs:/{fitted.run_id}/model", "bc_new", settings=settings)
     return root, frame
 
 
@@ -73,19 +73,19 @@ def serve(root, rows, shift: float) -> None:
 
 
 def alias(root, name: str) -> int:
-    return int(resolve_version("bc", name, load_settings(root, environ={})).version)
+    return int(resolve_version("bc", name, settings=load_settings(root, environ={})).version)
 
 
 def versions(root) -> int:
-    return len(client(load_settings(root, environ={})).search_model_versions("name='bc'"))
+    return len(client(settings=load_settings(root, environ={})).search_model_versions("name='bc'"))
 
 
 def retrain_runs(root) -> list[dict]:
     from aiworkbench.errors import NotFound
-    from aiworkbench.jobstore import list_runs
+    from aiworkbench.jobs.store import list_runs
 
     try:
-        return list_runs("nb:nbs/retrain.ipynb", load_settings(root, environ={}))
+        return list_runs("nb:nbs/retrain.ipynb", settings=load_settings(root, environ={}))
     except NotFound:  # no retraining job was ever submitted
         return []
 

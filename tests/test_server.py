@@ -15,8 +15,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 from fixture_project import make_project  # noqa: E402
 
-from aiworkbench.api_models import openapi_spec  # noqa: E402
-from aiworkbench.server import routes  # noqa: E402
+from aiworkbench.lab.extension import routes  # noqa: E402
+from aiworkbench.lab.api import openapi_spec  # noqa: E402
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 OPENAPI = Path(__file__).parents[1] / "extensions" / "aiworkbench-lab" / "openapi.yaml"
@@ -34,7 +34,9 @@ def jp_root_dir(project):
 
 @pytest.fixture
 def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"aiworkbench.server": True}, "allow_unauthenticated_access": False}}
+    return {
+        "ServerApp": {"jpserver_extensions": {"aiworkbench.lab.extension": True}, "allow_unauthenticated_access": False}
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -82,12 +84,12 @@ async def test_reads_answer_the_project(api, project):
 
 async def test_phase_and_kpis_answer_what_the_library_says(api, project):
     from aiworkbench.config import load_settings
-    from aiworkbench.kpis import kpi_report
-    from aiworkbench.phases import phase_report
+    from aiworkbench.monitoring.kpis import kpi_report
+    from aiworkbench.monitoring.phases import phase_report
 
     settings = load_settings(project)
     code, phase = await api("GET", "phase")
-    want = phase_report(settings)
+    want = phase_report(settings=settings)
     assert code == 200, phase
     assert (phase["phase"], phase["name"], phase["next_step"]) == (want["phase"], want["name"], want["next_step"])
     assert [(i["key"], i["ok"]) for i in phase["items"]] == [(i["key"], i["ok"]) for i in want["items"]]
@@ -96,7 +98,7 @@ async def test_phase_and_kpis_answer_what_the_library_says(api, project):
     assert code == 200, kpis
     assert [k["key"] for k in kpis["kpis"]] == ["p95_latency", "deployment_cycle", "reproducibility", "cost_per_1m"]
     assert [(k["key"], k["status"]) for k in kpis["kpis"]] == [
-        (k["key"], k["status"]) for k in kpi_report(settings)["kpis"]
+        (k["key"], k["status"]) for k in kpi_report(settings=settings)["kpis"]
     ]
 
 
@@ -291,7 +293,7 @@ def test_openapi_file_describes_every_route():
 
 def test_the_extension_imports_nothing_heavy():
     code = (
-        "import sys, aiworkbench.server as s; s._jupyter_server_extension_points();"
+        "import sys, aiworkbench.lab.extension as s; s._jupyter_server_extension_points();"
         "print(sorted(m for m in ('mlflow','torch','pandas','pydantic','sqlalchemy','papermill','lightning')"
         " if m in sys.modules))"
     )
@@ -301,7 +303,7 @@ def test_the_extension_imports_nothing_heavy():
 
 def test_jupyter_config_enables_the_extension():
     cfg = Path(__file__).parents[1] / "jupyter-config" / "jupyter_server_config.d" / "aiworkbench.json"
-    assert json.loads(cfg.read_text()) == {"ServerApp": {"jpserver_extensions": {"aiworkbench.server": True}}}
+    assert json.loads(cfg.read_text()) == {"ServerApp": {"jpserver_extensions": {"aiworkbench.lab.extension": True}}}
 
 
 def _free_port() -> int:
@@ -364,7 +366,7 @@ def test_promote_and_rollback_over_rest_on_a_project_the_server_did_not_train(cl
     config.mkdir()
     cwd.mkdir()
     (config / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"aiworkbench.server": True}}})
+        json.dumps({"ServerApp": {"jpserver_extensions": {"aiworkbench.lab.extension": True}}})
     )
     env = {k: v for k, v in os.environ.items() if k not in ("AIWB_ROOT", "JUPYTER_TOKEN", "MLFLOW_TRACKING_URI")}
     env["JUPYTER_CONFIG_DIR"] = str(config)

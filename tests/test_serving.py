@@ -48,7 +48,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(project):
-    from aiworkbench.serving import package, serve
+    from aiworkbench.serving.package import package, serve
 
     packaged = package("bc@champion", settings=project["settings"])
     with serve("bc@champion", settings=project["settings"]) as server:
@@ -154,10 +154,10 @@ def test_bad_input_is_4xx_naming_the_field(served, case):
 
 def test_fast_path_answers_as_the_bentoml_api_path(served, tmp_path):
     "The guard's fast path and BentoML's own API path (AIWB_FAST_PATH=0) give the same answers, good and bad."
-    from aiworkbench.serving import Server, bentoml_env, free_port
+    from aiworkbench.serving.package import Server, bentoml_env, free_port
 
     build = Path(served["packaged"]["build_dir"])
-    env = {**bentoml_env(served["settings"]), "AIWB_FAST_PATH": "0"}
+    env = {**bentoml_env(settings=served["settings"]), "AIWB_FAST_PATH": "0"}
     slow = Server(build, "127.0.0.1", free_port(), env)
     slow.log_path = tmp_path / "serve.log"
     cases = {"good": ({"rows": rows_of(served["df"], 5)}, "application/json")}
@@ -241,14 +241,14 @@ def test_mixed_load_has_no_5xx(served):
 
 
 def test_request_log_is_written_and_read_back(served):
-    from aiworkbench.request_log import read_request_log
+    from aiworkbench.monitoring.request_log import read_request_log
 
     since = time.time()
     post(served["url"], {"rows": rows_of(served["df"], 4)})
     post(served["url"], {"rows": [{"mean radius": "x"}]})
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        requests, rows = read_request_log("bc", served["settings"], since=since)
+        requests, rows = read_request_log("bc", settings=served["settings"], since=since)
         if len(requests) >= 2:
             break
         time.sleep(0.1)
@@ -280,7 +280,7 @@ def test_signature_mismatch_is_refused_at_package(served):
     import torch
 
     from aiworkbench.registry import register_model
-    from aiworkbench.serving import PackagingRefused, package
+    from aiworkbench.serving.package import PackagingRefused, package
     from aiworkbench.tracking import start_run
     from aiworkbench.training import feature_names
 
@@ -301,14 +301,14 @@ def test_signature_mismatch_is_refused_at_package(served):
                 "aiwb.classes": "[0, 1]",
             },
         )
-    version = register_model(info.model_uri, "bc", settings)["version"]
+    version = register_model(info.model_uri, "bc", settings=settings)["version"]
     with pytest.raises(PackagingRefused, match=r"model lacks \['worst fractal dimension'\]"):
         package(f"bc/{version}", settings=settings)
 
 
 def test_bentoml_build_from_the_generated_directory(served):
     "`bentoml build` succeeds offline (no package locking), and pip never installs `uv`."
-    from aiworkbench.serving import bentoml_env
+    from aiworkbench.serving.package import bentoml_env
 
     build = Path(served["packaged"]["build_dir"])
     bentofile = (build / "bentofile.yaml").read_text()
@@ -317,7 +317,7 @@ def test_bentoml_build_from_the_generated_directory(served):
     proc = subprocess.run(
         [str(exe), "build", "--output", "tag"],
         cwd=build,
-        env=bentoml_env(served["settings"]),
+        env=bentoml_env(settings=served["settings"]),
         capture_output=True,
         text=True,
         timeout=300,
@@ -341,7 +341,7 @@ def test_cli_package_and_serve(served, aiwb):
         assert r.code == 2 and "no registered model `nope`; models: bc" in r.err, (command, r.err)
         r = aiwb(command, "bc/99", cwd=root)
         assert r.code == 2 and "model `bc` has no version `99`" in r.err, (command, r.err)
-    from aiworkbench.serving import free_port
+    from aiworkbench.serving.package import free_port
 
     port = free_port()
     proc = subprocess.Popen(
@@ -372,9 +372,11 @@ def _in_progress(url: str) -> float:
 
 def test_sigterm_finishes_accepted_requests(served, tmp_path):
     "Requests the server is handling when it gets SIGTERM are answered 200 in full, and it then exits 0."
-    from aiworkbench.serving import Server, bentoml_env, free_port
+    from aiworkbench.serving.package import Server, bentoml_env, free_port
 
-    server = Server(Path(served["packaged"]["build_dir"]), "127.0.0.1", free_port(), bentoml_env(served["settings"]))
+    server = Server(
+        Path(served["packaged"]["build_dir"]), "127.0.0.1", free_port(), bentoml_env(settings=served["settings"])
+    )
     server.log_path = tmp_path / "serve.log"
     body = json.dumps({"rows": rows_of(served["df"], 4)}).encode()
     rest = threading.Event()

@@ -38,7 +38,7 @@ def served(tmp_path_factory):
     from aiworkbench.contracts import infer_contract
     from aiworkbench.project import init_project
     from aiworkbench.registry import promote
-    from aiworkbench.serving import Server, bentoml_env, free_port
+    from aiworkbench.serving.package import Server, bentoml_env, free_port
     from aiworkbench.training import train_tabular
 
     root = init_project(tmp_path_factory.mktemp("fuzz") / "proj")
@@ -56,7 +56,7 @@ def served(tmp_path_factory):
     )
     assert packaged.returncode == 0, packaged.stderr[-3000:]
     build = Path(json.loads(packaged.stdout)["build_dir"])
-    with Server(build, "127.0.0.1", free_port(), bentoml_env(settings)).start() as server:
+    with Server(build, "127.0.0.1", free_port(), bentoml_env(settings=settings)).start() as server:
         yield {"url": server.url, "df": df, "root": root}
 
 

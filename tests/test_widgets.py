@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 from fixture_project import make_project  # noqa: E402
 
 from aiworkbench.config import load_settings  # noqa: E402
-from aiworkbench.widgets import KpiPanel, PhasePanel  # noqa: E402
+from aiworkbench.lab.widgets import KpiPanel, PhasePanel  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -18,23 +18,23 @@ def settings(tmp_path_factory):
 
 
 def test_panels_render_the_project(settings):
-    from aiworkbench.kpis import kpi_report
-    from aiworkbench.phases import phase_report
+    from aiworkbench.monitoring.kpis import kpi_report
+    from aiworkbench.monitoring.phases import phase_report
 
     phase, kpis = PhasePanel(settings), KpiPanel(settings)
     assert (phase.error, kpis.error) == (None, None), (phase.error, kpis.error)
-    want = phase_report(settings)
+    want = phase_report(settings=settings)
     html = phase.body.get_state()["value"]
     assert f"Phase <b>{want['phase']}</b>: {want['name']}" in html, html
     assert html.count("<li ") == len(want["items"]) and "✔ 1. Models are versioned in the registry" in html, html
     html = kpis.body.get_state()["value"]
-    assert [k["key"] for k in kpi_report(settings)["kpis"]] == [
+    assert [k["key"] for k in kpi_report(settings=settings)["kpis"]] == [
         "p95_latency",
         "deployment_cycle",
         "reproducibility",
         "cost_per_1m",
     ]
-    for k in kpi_report(settings)["kpis"]:
+    for k in kpi_report(settings=settings)["kpis"]:
         assert f'<tr data-kpi="{k["key"]}"><td>{k["title"]}</td>' in html, (k, html)
 
 
