@@ -15,8 +15,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 from fixture_project import make_project  # noqa: E402
 
-from aiworkbench.lab.extension import routes  # noqa: E402
 from aiworkbench.lab.api import openapi_spec  # noqa: E402
+from aiworkbench.lab.extension import routes  # noqa: E402
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 OPENAPI = Path(__file__).parents[1] / "extensions" / "aiworkbench-lab" / "openapi.yaml"
