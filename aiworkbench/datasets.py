@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import Settings, load_settings
 from .contracts import Contract
 from .errors import DataFileError, SchemaMismatch
 from .jsonl import append_jsonl, read_jsonl
+from .validation import ValidationReport
 
 # %% auto #0
 __all__ = ['read_csv', 'read_parquet', 'read_table', 'fingerprint', 'epoch_seconds', 'record_validation', 'validation_history']
@@ -214,9 +216,11 @@ def epoch_seconds(s: pd.Series) -> pd.Series:
     return (times - pd.Timestamp(0, tz=times.dt.tz)) / pd.Timedelta(seconds=1)
 
 # %% ../nbs/11_datasets.ipynb #06ca341c
-def record_validation(report, settings) -> None:
+def record_validation(report: ValidationReport, *, settings: Settings | None = None) -> None:
     "Append a validation report's summary to the project's validation history."
     import time
+
+    settings = settings or load_settings()
 
     record = {
         "ts": time.time(),
@@ -231,6 +235,7 @@ def record_validation(report, settings) -> None:
     append_jsonl(settings.state_dir / "validations.jsonl", record)
 
 
-def validation_history(settings) -> list[dict]:
+def validation_history(*, settings: Settings | None = None) -> list[dict]:
     "Every recorded validation, oldest first (a torn last line is skipped; a bad line elsewhere is a `DataFileError`)."
+    settings = settings or load_settings()
     return read_jsonl(settings.state_dir / "validations.jsonl")

@@ -11,11 +11,11 @@ from .config import SETTINGS_FILE, settings_template
 from .errors import Conflict, InvalidInput
 
 # %% auto #0
-__all__ = ['EXPLORE', 'VALIDATE', 'GITIGNORE', 'CONTRACTS_README', 'retrain_cells', 'init_project']
+__all__ = ['EXPLORE', 'VALIDATE', 'GITIGNORE', 'CONTRACTS_README', 'notebook_source', 'retrain_cells', 'init_project']
 
 # %% ../nbs/02_project.ipynb #4030cc5c
-def _notebook(cells: list[tuple[str, str, list[str]]]) -> str:
-    "A notebook's JSON from (kind, source, tags) triples."
+def notebook_source(cells: list[tuple[str, str, list[str]]]) -> str:
+    "A notebook's JSON from (kind, source, tags) triples: `kind` is `md` or `code`, `tags` e.g. `['parameters']`."
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -89,7 +89,7 @@ VALIDATE = [
         "good, bad = result = contract.split(df, quarantine_dir=settings.path(quarantine_dir), "
         "source=data_path)\n"
         "print(result.report)\n"
-        "record_validation(result.report, settings)\n"
+        "record_validation(result.report, settings=settings)\n"
         "print('fingerprint of the good rows:', fingerprint(good, contract))",
         [],
     ),
@@ -134,7 +134,7 @@ def retrain_cells(
             "contract = load_contract(settings.path(contract_path))\n"
             "good, bad = result = contract.split(read_table(settings.path(data_path), contract),\n"
             "                                    quarantine_dir=settings.state_dir / 'quarantine', source=data_path)\n"
-            "record_validation(result.report, settings)\n"
+            "record_validation(result.report, settings=settings)\n"
             "print(result.report)",
             [],
         ),
@@ -195,9 +195,9 @@ def init_project(
         SETTINGS_FILE: settings_template(name or folder.name),
         ".gitignore": GITIGNORE,
         "contracts/README.md": CONTRACTS_README,
-        "nbs/01_explore_data.ipynb": _notebook(EXPLORE),
-        "nbs/02_validate_data.ipynb": _notebook(VALIDATE),
-        "nbs/retrain.ipynb": _notebook(retrain_cells("my_model", "data/my_data.csv", "contracts/my_data.yaml")),
+        "nbs/01_explore_data.ipynb": notebook_source(EXPLORE),
+        "nbs/02_validate_data.ipynb": notebook_source(VALIDATE),
+        "nbs/retrain.ipynb": notebook_source(retrain_cells("my_model", "data/my_data.csv", "contracts/my_data.yaml")),
     }
     for relative, text in files.items():
         path = folder / relative

@@ -11,17 +11,15 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 from .config import Settings, load_settings
-from .contracts import Contract
 from .errors import Conflict, InvalidInput, NotFound
+from .gates import Gate, GateRefused, loadable_check
 from .tracking import client
 
 # %% auto #0
-__all__ = ['LOCK_WAIT_SECONDS', 'DELETED_PREFIX', 'HISTORY_PREFIX', 'LOWER_IS_BETTER', 'register_model', 'parse_ref',
-           'resolve_version', 'version_summary', 'list_models', 'show_model', 'history', 'Check', 'Gate', 'GateRefused',
+__all__ = ['LOCK_WAIT_SECONDS', 'DELETED_PREFIX', 'HISTORY_PREFIX', 'write_lock', 'register_model', 'parse_ref',
+           'resolve_version', 'version_summary', 'list_models', 'show_model', 'list_versions', 'history', 'alias_moves',
            'promote', 'rollback', 'delete_version']
 
 # %% ../nbs/14_registry.ipynb #2f58963a
@@ -29,8 +27,9 @@ LOCK_WAIT_SECONDS = 30.0  # how long a registry change waits for another one to 
 
 
 @contextmanager
-def _write_lock(settings: Settings, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+def write_lock(*, wait: float = LOCK_WAIT_SECONDS, settings: Settings | None = None) -> Iterator[None]:
     "The project's registry lock (SQLite stores); `Conflict` when another change holds it for `wait` seconds."
+    settings = settings or load_settings()
     if not settings.tracking_uri.startswith("sqlite:"):
         yield
         return
@@ -84,8 +83,9 @@ def _model_source(c, model_uri: str, settings: Settings) -> tuple[str, str | Non
 def register_model(
     model_uri: str,  # `models:/m-...` (a logged model), `runs:/RUN/model`, `models:/NAME/VERSION`, or a location
     name: str,
+    *,
+    wait: float = LOCK_WAIT_SECONDS,  # for another registry change to finish; then `Conflict`
     settings: Settings | None = None,
-    wait: float = LOCK_WAIT_SECONDS,
 ) -> dict:
     "Register the model at `model_uri` as a new version of `name`; returns `{name, version, run_id, model_uri}`."
     from mlflow.exceptions import MlflowException
@@ -94,7 +94,7 @@ def register_model(
     settings = settings or load_settings()
     c = client(settings=settings)
     source, run_id, model_id = _model_source(c, model_uri, settings=settings)
-    with _write_lock(settings, wait):
+    with write_lock(wait=wait, settings=settings):
         try:
             c.create_registered_model(name)
         except MlflowException as e:
@@ -133,7 +133,7 @@ def _model(c, name: str):
         raise NotFound(f"no registered model `{name}`; models: {', '.join(known) or '(none)'}", field="name") from None
 
 
-def resolve_version(name: str, version_or_alias: str | int, settings: Settings | None = None):
+def resolve_version(name: str, version_or_alias: str | int, *, settings: Settings | None = None):
     "The `ModelVersion` of `name` named by a number or an alias; `NotFound` says what exists."
     from mlflow.exceptions import MlflowException
 
@@ -181,7 +181,7 @@ def version_summary(mv, c=None) -> dict:
     }
 
 
-def list_models(settings: Settings | None = None) -> list[dict]:
+def list_models(*, settings: Settings | None = None) -> list[dict]:
     "Registered models with their number of versions, latest version and aliases (two queries in all)."
     c = client(settings=settings)
     counts: dict[str, list[int]] = {}
@@ -201,7 +201,7 @@ def list_models(settings: Settings | None = None) -> list[dict]:
     return sorted(out, key=lambda m: m["name"])
 
 
-def show_model(name: str, settings: Settings | None = None) -> dict:
+def show_model(name: str, *, settings: Settings | None = None) -> dict:
     "One model: every version with its aliases and metrics."
     c = client(settings=settings)
     model = _model(c, name)
@@ -218,15 +218,70 @@ def show_model(name: str, settings: Settings | None = None) -> dict:
         ],
     }
 
+
+def list_versions(
+    name: str | None = None,  # one model (`NotFound` if it is not registered); None: every model
+    *,
+    run_id: str | None = None,  # only the versions made from this MLflow run
+    settings: Settings | None = None,
+) -> list[dict]:
+    "Versions by name and number, each `{name, version, aliases, run_id, source, created, status, tags}`."
+    c = client(settings=settings)
+    if name is not None:
+        models = {name: _model(c, name)}
+        found = c.search_model_versions(f"name='{name}'" + (f" AND run_id='{run_id}'" if run_id else ""))
+    else:
+        models = {m.name: m for m in c.search_registered_models(max_results=1000)}
+        found = c.search_model_versions(f"run_id='{run_id}'" if run_id else None, max_results=100_000)
+    out = []
+    for v in found:
+        held = models[v.name].aliases if v.name in models else {}  # a search leaves a version's aliases empty
+        out.append(
+            {
+                "name": v.name,
+                "version": int(v.version),
+                "aliases": sorted(a for a, n in held.items() if int(n) == int(v.version)),
+                "run_id": v.run_id,
+                "source": v.source,
+                "created": v.creation_timestamp,
+                "status": v.status,
+                "tags": dict(v.tags or {}),
+            }
+        )
+    return sorted(out, key=lambda v: (v["name"], v["version"]))
+
 # %% ../nbs/14_registry.ipynb #143ae663
 HISTORY_PREFIX = "aiwb.history."
 
 
-def history(name: str, settings: Settings | None = None) -> list[dict]:
-    "Every recorded alias move of `name`, oldest first."
-    model = _model(client(settings=settings), name)
+def _moves(model) -> list[dict]:
+    "The alias moves recorded on a registered model (its `aiwb.history.*` tags), oldest first."
     entries = [json.loads(v) for k, v in model.tags.items() if k.startswith(HISTORY_PREFIX)]
     return sorted(entries, key=lambda e: e["seq"])
+
+
+def history(name: str, *, settings: Settings | None = None) -> list[dict]:
+    "Every recorded alias move of `name`, oldest first."
+    return _moves(_model(client(settings=settings), name))
+
+
+def alias_moves(
+    name: str | None = None,  # one model; None: every registered model
+    *,
+    alias: str | None = None,  # only the moves of this alias (e.g. `champion`)
+    kind: str | None = None,  # only `promote` or only `rollback` moves
+    settings: Settings | None = None,
+) -> list[dict]:
+    "Recorded alias moves, oldest first, each `{name, seq, when, who, kind, alias, from, to, why}` (+ `checks`)."
+    c = client(settings=settings)
+    models = [_model(c, name)] if name is not None else c.search_registered_models(max_results=1000)
+    moves = [
+        {"name": m.name, **e}
+        for m in models
+        for e in _moves(m)
+        if (alias is None or e["alias"] == alias) and (kind is None or e["kind"] == kind)
+    ]
+    return sorted(moves, key=lambda e: (e["when"], e["name"], e["seq"]))
 
 
 def _record(c, name: str, **entry) -> dict:
@@ -235,106 +290,7 @@ def _record(c, name: str, **entry) -> dict:
     c.set_registered_model_tag(name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps(entry))
     return entry
 
-# %% ../nbs/14_registry.ipynb #436fe5e8
-LOWER_IS_BETTER = re.compile(r"loss|rmse|mse|mae|error|latency", re.IGNORECASE)
-
-
-@dataclass
-class Check:
-    "One gate check and its outcome."
-
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass
-class Gate:
-    "What a version must satisfy to be promoted."
-
-    min_metrics: dict[str, float] = field(default_factory=dict)  # metric >= value
-    max_metrics: dict[str, float] = field(default_factory=dict)  # metric <= value
-    beat_champion: str | None = None  # this metric must beat the champion's ...
-    min_delta: float = 0.0  # ... by at least this much (direction: lower is better for losses and errors)
-    contract: Contract | None = None  # the model's inputs must be exactly this contract's features
-
-    def metrics_named(self) -> set[str]:
-        return set(self.min_metrics) | set(self.max_metrics) | ({self.beat_champion} if self.beat_champion else set())
-
-    def evaluate(self, metrics: dict[str, float], champion: dict[str, float] | None, model_meta: dict) -> list[Check]:
-        "Each check with its numbers."
-        checks = []
-        for m, bound in self.min_metrics.items():
-            checks.append(Check(f"{m} >= {bound:g}", metrics[m] >= bound, f"{m} = {metrics[m]:.6g}"))
-        for m, bound in self.max_metrics.items():
-            checks.append(Check(f"{m} <= {bound:g}", metrics[m] <= bound, f"{m} = {metrics[m]:.6g}"))
-        if self.beat_champion:
-            m = self.beat_champion
-            if champion is None:
-                checks.append(Check(f"beats champion on {m}", True, "no champion yet"))
-            elif m not in champion:
-                checks.append(Check(f"beats champion on {m}", False, f"the champion's run has no metric `{m}`"))
-            else:
-                lower = bool(LOWER_IS_BETTER.search(m))
-                gain = champion[m] - metrics[m] if lower else metrics[m] - champion[m]
-                checks.append(
-                    Check(
-                        f"beats champion on {m} by >= {self.min_delta:g}",
-                        gain >= self.min_delta,
-                        f"{m} = {metrics[m]:.6g} vs champion {champion[m]:.6g} "
-                        f"({'lower' if lower else 'higher'} is better; gain {gain:.6g})",
-                    )
-                )
-        if self.contract is not None:
-            checks.append(_contract_check(self.contract, model_meta))
-        return checks
-
-
-def _contract_check(contract: Contract, meta: dict) -> Check:
-    from aiworkbench.training import feature_names
-
-    name = f"inputs match contract {contract.ref}"
-    if "aiwb.features" not in meta:
-        return Check(name, False, "the model records no feature names (not logged by aiworkbench)")
-    have, want = json.loads(meta["aiwb.features"]), feature_names(contract)
-    if have == want:
-        return Check(name, True, f"{len(want)} features")
-    missing, extra = [f for f in want if f not in have], [f for f in have if f not in want]
-    detail = "; ".join(
-        filter(
-            None,
-            [
-                missing and f"model lacks {missing}",
-                extra and f"model also takes {extra}",
-                not (missing or extra) and "same features in another order",
-            ],
-        )
-    )
-    return Check(name, False, detail)
-
-
-class GateRefused(Conflict):
-    "A promotion the gate refused; `checks` holds every check with its numbers."
-
-    def __init__(self, message: str, checks: list[Check], **where):
-        super().__init__(message, **where)
-        self.checks = checks
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "checks": [c.__dict__ for c in self.checks]}
-
 # %% ../nbs/14_registry.ipynb #f1171498
-def _model_meta(mv, settings: Settings) -> tuple[Check, dict]:
-    "Whether the version's model can be read (through the project's store), and its metadata."
-    from aiworkbench.tracking import model_meta
-
-    try:
-        info = model_meta(mv.source, settings=settings)
-    except Exception as e:  # noqa: BLE001 - any failure to read the model is a failed check, reported with its cause
-        return Check("model loadable", False, f"cannot read `{mv.source}`: {e}"), {}
-    return Check("model loadable", True, mv.source), dict(info.metadata or {})
-
-
 def _holder(model, alias: str) -> int | None:
     v = model.aliases.get(alias)
     return int(v) if v is not None else None
@@ -347,14 +303,15 @@ def promote(
     alias: str = "champion",
     reason: str = "",
     who: str | None = None,
-    settings: Settings | None = None,
+    *,
     wait: float = LOCK_WAIT_SECONDS,  # for another registry change to finish; then `Conflict`
+    settings: Settings | None = None,
 ) -> dict:
     "Move `alias` of `name` to `version` if the gate passes; the move is recorded. Raises `GateRefused` if not."
     settings = settings or load_settings()
     c = client(settings=settings)
     gate = gate or Gate()
-    with _write_lock(settings, wait):
+    with write_lock(wait=wait, settings=settings):
         mv = resolve_version(name, version, settings=settings)
         metrics = dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}
         lacking = sorted(gate.metrics_named() - set(metrics))
@@ -370,7 +327,7 @@ def promote(
         if gate.beat_champion and current is not None and current != int(mv.version):
             champ = c.get_model_version(name, str(current))
             champion = dict(c.get_run(champ.run_id).data.metrics) if champ.run_id else {}
-        loadable, meta = _model_meta(mv, settings=settings)
+        loadable, meta = loadable_check(mv.source, settings=settings)
         checks = [loadable, *gate.evaluate(metrics, champion, meta)]
         failed = [ch for ch in checks if not ch.passed]
         if failed:
@@ -401,13 +358,14 @@ def rollback(
     alias: str = "champion",
     reason: str = "rollback",
     who: str | None = None,
-    settings: Settings | None = None,
+    *,
     wait: float = LOCK_WAIT_SECONDS,
+    settings: Settings | None = None,
 ) -> dict:
     "Move `alias` back to the version it named before the promotion that brought the current one in."
     settings = settings or load_settings()
     c = client(settings=settings)
-    with _write_lock(settings, wait):
+    with write_lock(wait=wait, settings=settings):
         current = _holder(_model(c, name), alias)
         if current is None:
             raise NotFound(f"model `{name}` has no `{alias}` to roll back", field="alias")
@@ -435,14 +393,15 @@ def rollback(
 def delete_version(
     name: str,
     version: int | str,
-    settings: Settings | None = None,
     who: str | None = None,
+    *,
     wait: float = LOCK_WAIT_SECONDS,
+    settings: Settings | None = None,
 ) -> dict:
     "Delete a version; refused (409) while it holds an alias, so an alias never names a missing model."
     settings = settings or load_settings()
     c = client(settings=settings)
-    with _write_lock(settings, wait):
+    with write_lock(wait=wait, settings=settings):
         mv = resolve_version(name, version, settings=settings)
         if mv.aliases:
             raise Conflict(

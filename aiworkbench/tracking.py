@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 
 # %% auto #0
 __all__ = ['PACKAGES', 'ensure_store', 'client', 'store_scope', 'experiment_id', 'package_versions', 'lineage_tags',
-           'process_tags', 'start_run', 'MetricBuffer', 'artifact_location', 'download', 'model_meta', 'load_pytorch',
-           'run_summary', 'process_gone', 'list_runs', 'get_run']
+           'process_tags', 'start_run', 'MetricBuffer', 'log_metrics', 'artifact_location', 'download', 'model_meta',
+           'load_pytorch', 'run_summary', 'process_gone', 'list_runs', 'get_run']
 
 # %% ../nbs/12_tracking.ipynb #13c1b660
-def ensure_store(settings: Settings | None = None) -> str:
+def ensure_store(*, settings: Settings | None = None) -> str:
     "The project's tracking URI, its SQLite database created first if needed (safe with parallel first users)."
     settings = settings or load_settings()
     uri = settings.tracking_uri
@@ -75,7 +75,7 @@ def _logs_to(path: Path, names: tuple[str, ...] = ("mlflow", "alembic")) -> Iter
         handler.close()
 
 
-def client(settings: Settings | None = None):
+def client(*, settings: Settings | None = None):
     "An `MlflowClient` on the project's store (tracking and registry)."
     from mlflow import MlflowClient
 
@@ -87,7 +87,7 @@ _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @contextmanager
-def store_scope(settings: Settings | None = None) -> Iterator[str]:
+def store_scope(*, settings: Settings | None = None) -> Iterator[str]:
     "MLflow's global tracking and registry URI pointed at the project's store inside the block; restored after."
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils
@@ -109,7 +109,7 @@ def store_scope(settings: Settings | None = None) -> Iterator[str]:
                 os.environ[k] = v
 
 # %% ../nbs/12_tracking.ipynb #24aeed07
-def experiment_id(name: str, settings: Settings | None = None) -> str:
+def experiment_id(name: str, *, settings: Settings | None = None) -> str:
     "The id of experiment `name`, created (artifacts inside the project) if it does not exist yet."
     from mlflow.exceptions import MlflowException
 
@@ -151,12 +151,14 @@ def package_versions() -> dict[str, str]:
 
 
 def lineage_tags(
-    settings: Settings,
     data: pd.DataFrame | None = None,  # the training data, fingerprinted under `contract`
     contract: Contract | None = None,
     seed: int | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> dict[str, str]:
     "The `aiwb.*` lineage tags of a run started now, in this process."
+    settings = settings or load_settings()
     tags = {"aiwb.project": settings.project.name, "aiwb.packages": json.dumps(package_versions())}
     commit = _git(settings.root, "rev-parse", "HEAD")
     tags["aiwb.git.commit"] = commit or "none"
@@ -194,13 +196,13 @@ def process_tags(pid: int | None = None) -> dict[str, str]:
 def start_run(
     experiment: str | None = None,  # default: the project's name
     *,
-    settings: Settings | None = None,
     run_name: str | None = None,
     params: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     data: pd.DataFrame | None = None,  # training data: fingerprinted, and logged as the run's input dataset
     contract: Contract | None = None,
     seed: int | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[Any]:
     "An MLflow run on the project's store with lineage tags, params and the input dataset recorded."
     import mlflow
@@ -216,7 +218,7 @@ def start_run(
             active = mlflow.start_run(experiment_id=exp, run_name=run_name, nested=mlflow.active_run() is not None)
         with active as run:
             own = {} if attach else process_tags()
-            all_tags = {**lineage_tags(settings, data, contract, seed), **own, **(tags or {})}
+            all_tags = {**lineage_tags(data, contract, seed, settings=settings), **own, **(tags or {})}
             client(settings=settings).log_batch(
                 run.info.run_id,
                 params=[Param(k, str(v)) for k, v in (params or {}).items()],
@@ -266,6 +268,13 @@ class MetricBuffer:
             batch, self.pending = self.pending[: self.MAX_BATCH], self.pending[self.MAX_BATCH :]
             self.client.log_batch(self.run_id, metrics=batch)
 
+
+def log_metrics(run_id: str, metrics: dict[str, float], *, step: int = 0, settings: Settings | None = None) -> None:
+    "Log `metrics` to the existing run `run_id` through the project's store, in one batch."
+    buffer = MetricBuffer(run_id, settings=settings)
+    buffer.log(metrics, step=step)
+    buffer.flush()
+
 # %% ../nbs/12_tracking.ipynb #579eb968
 def artifact_location(uri: str, *, settings: Settings) -> str:
     "Where the artifacts behind a `models:/` (logged model id, `name/version`, `name@alias`) or `runs:/` URI live."
@@ -291,7 +300,7 @@ def artifact_location(uri: str, *, settings: Settings) -> str:
     return uri
 
 
-def download(uri: str, *, settings: Settings, dst: str | os.PathLike | None = None) -> Path:
+def download(uri: str, *, dst: str | os.PathLike | None = None, settings: Settings) -> Path:
     "A local path for `uri` (`models:/`, `runs:/`, `mlflow-artifacts:/`, a file URI), via the project's store."
     from mlflow.artifacts import download_artifacts
 
@@ -367,7 +376,7 @@ def _alive_or_killed(c, run):
     return c.get_run(run.info.run_id)
 
 
-def list_runs(settings: Settings | None = None, experiment: str | None = None, limit: int = 50) -> list[dict]:
+def list_runs(experiment: str | None = None, *, limit: int = 50, settings: Settings | None = None) -> list[dict]:
     "The project's runs (one experiment, or all), newest first; runs whose process died are marked `KILLED`."
     c = client(settings=settings)
     if experiment:
@@ -386,7 +395,7 @@ def list_runs(settings: Settings | None = None, experiment: str | None = None, l
     return [run_summary(_alive_or_killed(c, r)) for r in runs]
 
 
-def get_run(run_id: str, settings: Settings | None = None) -> dict:
+def get_run(run_id: str, *, settings: Settings | None = None) -> dict:
     "One run by id (`KILLED` if its process died while it ran); `NotFound` names the id."
     from mlflow.exceptions import MlflowException
 

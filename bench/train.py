@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from aiworkbench.config import load_settings
 from aiworkbench.contracts import infer_contract
+from aiworkbench.nets import TabularDataModule
 from aiworkbench.project import init_project
-from aiworkbench.training import TabularDataModule, fit, log_model, quiet
+from aiworkbench.training import fit, log_model, quiet
 
 
 class EpochTimer(pl.Callback):

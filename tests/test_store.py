@@ -160,8 +160,8 @@ def test_promotion_while_another_registry_change_runs(project, aiwb):
     "The documented behaviour: wait up to --wait seconds for the other change, then exit 2 having changed nothing."
     register_copy(project, "locked")
     holder = python(
-        "import sys\nfrom aiworkbench.config import load_settings\nfrom aiworkbench.registry import _write_lock\n"
-        "with _write_lock(load_settings()):\n    print('held', flush=True)\n    sys.stdin.readline()\n",
+        "import sys\nfrom aiworkbench.config import load_settings\nfrom aiworkbench.registry import write_lock\n"
+        "with write_lock(settings=load_settings()):\n    print('held', flush=True)\n    sys.stdin.readline()\n",
         project,
         stdin=subprocess.PIPE,
     )
