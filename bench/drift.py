@@ -25,7 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from aiworkbench.contracts import Contract
-from aiworkbench.monitoring.drift import Reference, drift_report
+from aiworkbench.monitoring.drift import drift_report
+from aiworkbench.reference import Reference
 
 EVIDENTLY_VENV = Path.home() / ".cache" / "aiworkbench-bench" / "evidently-venv"
 EVIDENTLY_SCRIPT = """

@@ -11,7 +11,7 @@ from sklearn.datasets import load_breast_cancer
 
 from aiworkbench.config import load_settings
 from aiworkbench.contracts import infer_contract
-from aiworkbench.project import _notebook, init_project, retrain_cells
+from aiworkbench.project import init_project, notebook_source, retrain_cells
 from aiworkbench.registry import promote, register_model, resolve_version
 from aiworkbench.tracking import client
 from aiworkbench.training import quiet, train_tabular
@@ -56,7 +56,7 @@ def env():
 
 
 def write_retrain(root, data_path: str) -> None:
-    (root / "nbs" / "retrain.ipynb").write_text(_notebook(retrain_cells("bc", data_path, "contracts/bc.yaml")))
+    (root / "nbs" / "retrain.ipynb").write_text(notebook_source(retrain_cells("bc", data_path, "contracts/bc.yaml")))
 
 
 def serve(root, rows, shift: float) -> None:
@@ -152,7 +152,7 @@ def test_failed_retraining_keeps_the_champion(project, aiwb, env):
 
 def test_retrained_model_without_its_contract_is_refused_before_registering(project, aiwb, env):
     root, frame = project
-    (root / "nbs" / "retrain.ipynb").write_text(_notebook(BARE_MODEL_CELLS))
+    (root / "nbs" / "retrain.ipynb").write_text(notebook_source(BARE_MODEL_CELLS))
     serve(root, frame.sample(300, random_state=3), shift=0.8)
     r = aiwb("monitor", "bc", cwd=root, env=env, timeout=600)
     assert r.code == 2, (r.code, r.out[-2000:], r.err[-2000:])

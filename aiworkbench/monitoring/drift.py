@@ -17,80 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..contracts import Contract
-from ..datasets import epoch_seconds
 from ..errors import InvalidInput
+from ..reference import FeatureReference, Reference, numeric_values
 
 # %% auto #0
-__all__ = ['FeatureReference', 'Reference', 'ks_2samp_sorted', 'psi', 'FeatureDrift', 'DriftReport', 'drift_report', 'write_html']
-
-# %% ../../nbs/monitoring/36_drift.ipynb #967b6e82
-def _numeric(s: pd.Series) -> np.ndarray:
-    "A feature column as float64 values, nulls dropped (booleans as 0/1, datetimes as epoch seconds)."
-    if pd.api.types.is_datetime64_any_dtype(s):
-        s = epoch_seconds(s)
-    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    return values[~np.isnan(values)]
-
-
-@dataclass
-class FeatureReference:
-    "One feature of the reference."
-
-    name: str
-    kind: str  # numeric or categorical
-    values: np.ndarray | None = None  # numeric: sorted
-    edges: np.ndarray | None = None  # numeric: inner edges of the PSI bins
-    counts: dict[str, int] = field(default_factory=dict)  # categorical
-
-
-@dataclass
-class Reference:
-    "The drift reference of a model version."
-
-    contract: str
-    n_rows: int
-    features: dict[str, FeatureReference]
-
-    @classmethod
-    def build(cls, df: pd.DataFrame, contract: Contract, rows: int = 10_000, bins: int = 10, seed: int = 0):
-        "Sample up to `rows` rows of `df` and precompute what drift tests need for each feature of `contract`."
-        sample = df.sample(rows, random_state=seed) if len(df) > rows else df
-        features = {}
-        for name in contract.features:
-            if contract.columns[name].dtype == "str":
-                counts = sample[name].dropna().astype(str).value_counts()
-                features[name] = FeatureReference(name, "categorical", counts={k: int(v) for k, v in counts.items()})
-            else:
-                values = np.sort(_numeric(sample[name]))
-                edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if len(values) else None
-                features[name] = FeatureReference(name, "numeric", values, edges)
-        return cls(contract.ref, len(sample), features)
-
-    def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        arrays, meta = {}, {"contract": self.contract, "n_rows": self.n_rows, "features": []}
-        for i, f in enumerate(self.features.values()):
-            meta["features"].append({"name": f.name, "kind": f.kind, "counts": f.counts})
-            if f.kind == "numeric":
-                arrays[f"v{i}"], arrays[f"e{i}"] = f.values, f.edges if f.edges is not None else np.array([])
-        np.savez(folder / "reference.npz", **arrays)
-        (folder / "reference.json").write_text(json.dumps(meta))
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Reference:
-        folder = Path(folder)
-        meta = json.loads((folder / "reference.json").read_text())
-        arrays = np.load(folder / "reference.npz", allow_pickle=False)
-        features = {}
-        for i, f in enumerate(meta["features"]):
-            if f["kind"] == "numeric":
-                features[f["name"]] = FeatureReference(f["name"], "numeric", arrays[f"v{i}"], arrays[f"e{i}"])
-            else:
-                features[f["name"]] = FeatureReference(f["name"], "categorical", counts=f["counts"])
-        return cls(meta["contract"], meta["n_rows"], features)
+__all__ = ['ks_2samp_sorted', 'psi', 'FeatureDrift', 'DriftReport', 'drift_report', 'write_html']
 
 # %% ../../nbs/monitoring/36_drift.ipynb #e877d3ce
 def ks_2samp_sorted(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
@@ -142,7 +73,7 @@ class FeatureDrift:
 
 
 def _numeric_drift(ref: FeatureReference, s: pd.Series, psi_threshold: float, alpha: float) -> FeatureDrift:
-    cur = np.sort(_numeric(s))
+    cur = np.sort(numeric_values(s))
     out = FeatureDrift(ref.name, "numeric", "ks", len(ref.values), len(cur), null_share=float(s.isna().mean()))
     if not len(cur) or not len(ref.values):
         out.note = "no values in the " + ("window" if not len(cur) else "reference")
@@ -289,7 +220,7 @@ def _plot(ref: FeatureReference, s: pd.Series) -> str:
 
     fig, ax = plt.subplots(figsize=(6, 3))
     if ref.kind == "numeric":
-        cur = _numeric(s)
+        cur = numeric_values(s)
         lo, hi = np.nanmin([ref.values.min(), cur.min()]), np.nanmax([ref.values.max(), cur.max()])
         bins = np.linspace(lo, hi, 40)
         ax.hist(ref.values, bins=bins, density=True, alpha=0.5, label="training")

@@ -5,14 +5,90 @@
 # %% ../../nbs/monitoring/38_kpis.ipynb #0d99c5f6
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ..config import Settings, load_settings
 
 # %% auto #0
-__all__ = ['served_models', 'latency_kpi', 'deployment_cycle_kpi', 'reproducibility_kpi', 'cost_kpi', 'kpi_report']
+__all__ = ['format_value', 'format_trend', 'served_models', 'latency_kpi', 'deployment_cycle_kpi', 'reproducibility_kpi',
+           'cost_kpi', 'kpi_report']
+
+# %% ../../nbs/monitoring/38_kpis.ipynb #dc2c6120
+def _digits(x: float, places: int) -> str:
+    "JavaScript's `x.toFixed(places)` for finite `x` (from 1e21 up, JavaScript's shortest form, as `repr`)."
+    if abs(x) >= 1e21:
+        return repr(float(x))
+    q = abs(Decimal(x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return ("-" if x < 0 else "") + f"{q:f}"
+
+
+def _precision(x: float, p: int) -> str:
+    "JavaScript's `x.toPrecision(p)` for finite `x`: `p` significant digits, exponent form below 1e-6 or from 10**p."
+    if x == 0:
+        return "0" if p == 1 else "0." + "0" * (p - 1)
+    d = abs(Decimal(x))
+    e = d.adjusted()
+    n = int(d.scaleb(p - 1 - e).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if n == 10**p:  # rounding carried into a new digit: 9.995 -> 10.0
+        n, e = n // 10, e + 1
+    digits, sign = str(n), "-" if x < 0 else ""
+    if e < -6 or e >= p:
+        mantissa = digits[0] + ("." + digits[1:] if p > 1 else "")
+        return f"{sign}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+    if e == p - 1:
+        return sign + digits
+    if e >= 0:
+        return f"{sign}{digits[: e + 1]}.{digits[e + 1 :]}"
+    return f"{sign}0.{'0' * (-(e + 1))}{digits}"
+
+
+def _seconds(days: float) -> str:
+    "JavaScript's `String(Math.round(days * 86400))`: halves round up, from 1e21 up in exponent form."
+    x = days * 86400
+    if not math.isfinite(x):
+        return _js(_precision, x, 1)
+    if abs(x) < 2**52:  # from there on every float is whole already
+        x = float(math.floor(x + 0.5))
+    if abs(x) >= 1e21:
+        return repr(x)
+    whole = f"{Decimal(repr(x)).to_integral_value():f}"
+    return "0" if whole == "-0" else whole
+
+
+def _js(fn, x: float, n: int) -> str:
+    "`fn(x, n)`, or JavaScript's words for NaN and the infinities."
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return fn(x, n)
+
+
+def format_value(value: float | None, unit: str | None) -> str:
+    "A KPI value as every surface prints it: `12.3 ms`, `3.2 hours`, `95%`, `$0.0123`, `—` for no data."
+    if value is None:
+        return "—"
+    if unit == "days" and value < 1:
+        hours = value * 24
+        return f"{_js(_precision, hours, 2)} hours" if hours >= 1 else f"{_seconds(value)} seconds"
+    if not unit:
+        return f"{_js(_digits, value * 100, 0)}%"
+    if unit == "USD":
+        return f"${_js(_precision, value, 3)}"
+    shown = _js(_digits, value, 0) if abs(value) >= 100 else _js(_precision, value, 3)
+    return f"{shown} {unit}"
+
+
+def format_trend(trend: dict | None) -> str:
+    "A KPI's trend as every surface prints it: `-35% vs previous`; an empty string when there is none."
+    change = trend.get("change") if isinstance(trend, dict) else None
+    if not isinstance(change, (int, float)) or isinstance(change, bool):
+        return ""
+    return f"{'+' if change >= 0 else ''}{_js(_digits, change * 100, 0)}% vs previous"
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #100a13e5
 def _kpi(
@@ -35,6 +111,8 @@ def _kpi(
         "status": status,
         "evidence": evidence,
         "trend": trend,
+        "shown": format_value(value, unit),
+        "trend_shown": format_trend(trend),
     }
 
 
@@ -44,7 +122,7 @@ def _change(current: float | None, previous: float | None) -> dict | None:
     return {"previous": previous, "change": current / previous - 1}
 
 
-def served_models(settings: Settings) -> list[str]:
+def served_models(*, settings: Settings) -> list[str]:
     "Models with a request log in this project."
     folder = settings.state_dir / "requests"
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -64,7 +142,8 @@ def _requests(settings: Settings, start: float, end: float):
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["ts", "latency_ms", "model"])
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #f52689fa
-def latency_kpi(settings: Settings, now: float | None = None) -> dict:
+def latency_kpi(*, now: float | None = None, settings: Settings) -> dict:
+    "P95 latency of the successful requests of every served model in the window, against `[kpi] p95_latency_ms`."
     now = now or time.time()
     days, target = settings.kpi.window_days, settings.kpi.p95_latency_ms
     span = days * 86400
@@ -96,30 +175,16 @@ _CYCLES: dict[tuple[str, str, int], float | None] = {}  # (project, model, histo
 
 def _cycles(settings: Settings, start: float, end: float) -> list[float]:
     "Deployment cycles (days) of the promotions to champion between `start` and `end`."
-    import json
+    from aiworkbench.registry import alias_moves, list_versions
+    from aiworkbench.tracking import list_runs
 
-    from aiworkbench.registry import HISTORY_PREFIX
-    from aiworkbench.tracking import client
-
-    c, root = client(settings=settings), str(settings.root)
-    history = {
-        m.name: sorted(
-            (json.loads(v) for k, v in m.tags.items() if k.startswith(HISTORY_PREFIX)), key=lambda e: e["seq"]
-        )
-        for m in c.search_registered_models(max_results=1000)
-    }
-    promotions = [
-        (name, e)
-        for name, entries in history.items()
-        for e in entries
-        if e["alias"] == "champion" and e["kind"] == "promote"
-    ]
+    root = str(settings.root)
+    promotions = [(e["name"], e) for e in alias_moves(alias="champion", kind="promote", settings=settings)]
     wanted = [(name, e) for name, e in promotions if start <= e["when"] < end]
     if any((root, name, e["seq"]) not in _CYCLES for name, e in wanted):
         # a promotion's cycle depends only on runs that started before it, so it is computed once and kept
-        run_of = {(v.name, int(v.version)): v.run_id for v in c.search_model_versions(max_results=100_000)}
-        experiments = [x.experiment_id for x in c.search_experiments()]
-        runs = {r.info.run_id: r.info for r in c.search_runs(experiments, max_results=50_000)} if experiments else {}
+        run_of = {(v["name"], v["version"]): v["run_id"] for v in list_versions(settings=settings)}
+        runs = {r["run_id"]: r for r in list_runs(limit=50_000, settings=settings)}
         previous: dict[str, float] = {}
         for name, e in promotions:
             info = runs.get(run_of.get((name, e["to"])))
@@ -128,16 +193,19 @@ def _cycles(settings: Settings, start: float, end: float) -> list[float]:
                 _CYCLES.setdefault((root, name, e["seq"]), None)
             elif (root, name, e["seq"]) not in _CYCLES:
                 since = [
-                    r.start_time
+                    r["start_time"]
                     for r in runs.values()
-                    if r.experiment_id == info.experiment_id and before * 1000 < r.start_time <= e["when"] * 1000
+                    if r["experiment_id"] == info["experiment_id"]
+                    and before * 1000 < r["start_time"] <= e["when"] * 1000
                 ]
-                _CYCLES[(root, name, e["seq"])] = max(0.0, e["when"] - min([info.start_time, *since]) / 1000) / 86400
+                started = min([info["start_time"], *since]) / 1000
+                _CYCLES[(root, name, e["seq"])] = max(0.0, e["when"] - started) / 86400
             previous[name] = e["when"]
     return [d for name, e in wanted if (d := _CYCLES.get((root, name, e["seq"]))) is not None]
 
 
-def deployment_cycle_kpi(settings: Settings, now: float | None = None) -> dict:
+def deployment_cycle_kpi(*, now: float | None = None, settings: Settings) -> dict:
+    "Median days from the start of the work on a version to its promotion to `champion`, over the window."
     now = now or time.time()
     days, target = settings.kpi.window_days, settings.kpi.deployment_cycle_days
     span = days * 86400
@@ -160,7 +228,8 @@ def deployment_cycle_kpi(settings: Settings, now: float | None = None) -> dict:
     )
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #a4979b12
-def reproducibility_kpi(settings: Settings) -> dict:
+def reproducibility_kpi(*, settings: Settings) -> dict:
+    "The share of re-executions in the window that reproduced their metrics (`aiwb reproduce`)."
     from aiworkbench.jobs.reproduce import reproducibility_rate
 
     days, target = settings.kpi.window_days, settings.kpi.reproducibility
@@ -193,7 +262,8 @@ def _cost_per_million(df, settings: Settings) -> float | None:
     return float(total / rows * 1e6)
 
 
-def cost_kpi(settings: Settings, now: float | None = None) -> dict:
+def cost_kpi(*, now: float | None = None, settings: Settings) -> dict:
+    "Cost per 1M predicted rows in the window, and whether it falls `[kpi] yearly_cost_reduction` a year."
     now = now or time.time()
     days, fall = settings.kpi.window_days, settings.kpi.yearly_cost_reduction
     span = days * 86400
@@ -216,16 +286,16 @@ def cost_kpi(settings: Settings, now: float | None = None) -> dict:
     )
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #0a81f726
-def kpi_report(settings: Settings | None = None) -> dict:
+def kpi_report(*, settings: Settings | None = None) -> dict:
     "The four KPIs with their evidence, over the window of `[kpi] window_days`."
     settings = settings or load_settings()
     now = time.time()
     return {
         "kpis": [
-            latency_kpi(settings, now),
-            deployment_cycle_kpi(settings, now),
+            latency_kpi(now=now, settings=settings),
+            deployment_cycle_kpi(now=now, settings=settings),
             reproducibility_kpi(settings=settings),
-            cost_kpi(settings, now),
+            cost_kpi(now=now, settings=settings),
         ],
         "window_days": settings.kpi.window_days,
         "generated_at": now,

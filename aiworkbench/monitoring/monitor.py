@@ -20,9 +20,9 @@ __all__ = ['load_reference', 'current_window', 'alert', 'alerts', 'handled_event
            'retrain_on_drift', 'monitor']
 
 # %% ../../nbs/monitoring/37_monitor.ipynb #5c8e5f3c
-def load_reference(name: str, version: str | int, settings: Settings):
+def load_reference(name: str, version: str | int, *, settings: Settings):
     "The drift reference logged with model `name` version `version` (read through the project's store)."
-    from aiworkbench.monitoring.drift import Reference
+    from aiworkbench.reference import Reference
     from aiworkbench.registry import resolve_version
     from aiworkbench.tracking import download
 
@@ -39,7 +39,7 @@ def load_reference(name: str, version: str | int, settings: Settings):
         ) from None
 
 
-def current_window(name: str, settings: Settings, now: float | None = None, window_rows: int | None = None):
+def current_window(name: str, *, now: float | None = None, window_rows: int | None = None, settings: Settings):
     "(rows, info): the latest served rows of model `name` in the window, and what the window was."
     from aiworkbench.monitoring.request_log import read_request_log, request_log_dir
 
@@ -63,8 +63,8 @@ def current_window(name: str, settings: Settings, now: float | None = None, wind
     return rows, info
 
 # %% ../../nbs/monitoring/37_monitor.ipynb #6221c45f
-def alert(settings: Settings, kind: str, message: str, **details) -> dict:
-    "Record an alert and hand it to the configured command."
+def alert(kind: str, message: str, *, settings: Settings, **details) -> dict:
+    "Record an alert (`details` are kept with it) and hand it to the configured command."
     record = {"ts": time.time(), "kind": kind, "message": message, **details}
     command = settings.monitoring.alert_command.strip()
     if command:
@@ -85,7 +85,7 @@ def alert(settings: Settings, kind: str, message: str, **details) -> dict:
     return record
 
 
-def alerts(settings: Settings) -> list[dict]:
+def alerts(*, settings: Settings) -> list[dict]:
     "Every alert recorded in the project, oldest first."
     return read_jsonl(settings.state_dir / "alerts.jsonl")
 
@@ -94,17 +94,17 @@ def _events_file(name: str, settings: Settings) -> Path:
     return settings.state_dir / "monitoring" / name / "events.jsonl"
 
 
-def handled_events(name: str, settings: Settings) -> dict[str, dict]:
+def handled_events(name: str, *, settings: Settings) -> dict[str, dict]:
     "Drift events of model `name` already handled, with their outcomes (a line torn by a crash is skipped)."
     return {e["event"]: e for e in read_jsonl(_events_file(name, settings=settings)) if "event" in e}
 
 
-def _record_event(name: str, settings: Settings, outcome: dict) -> dict:
+def _record_event(name: str, outcome: dict, *, settings: Settings) -> dict:
     append_jsonl(_events_file(name, settings=settings), outcome)
     return outcome
 
 
-def run_retraining(name: str, event: str, settings: Settings) -> dict:
+def run_retraining(name: str, event: str, *, settings: Settings) -> dict:
     "Run the retraining notebook for `event` once (idempotent on the event) and return the job run."
     from aiworkbench.jobs.runner import adhoc_job, wait_for_run
     from aiworkbench.jobs.store import submit_run
@@ -114,7 +114,7 @@ def run_retraining(name: str, event: str, settings: Settings) -> dict:
     return wait_for_run(run, settings=settings)
 
 # %% ../../nbs/monitoring/37_monitor.ipynb #b43961bb
-def model_contract(uri: str, what: str, settings: Settings):
+def model_contract(uri: str, what: str, *, settings: Settings):
     "The data contract a model logged by aiworkbench carries in its `MLmodel` metadata; `InvalidInput` if none."
     from aiworkbench.contracts import Contract
     from aiworkbench.tracking import model_meta
@@ -138,29 +138,29 @@ def model_contract(uri: str, what: str, settings: Settings):
 def _gate_and_promote(name: str, event: str, run: dict, champion, settings: Settings) -> dict:
     "Alias the retrained version `challenger`; promote it to `champion` only if it beats the champion."
     from aiworkbench.datasets import read_table
-    from aiworkbench.registry import Gate, GateRefused, promote, register_model
-    from aiworkbench.tracking import client, download
+    from aiworkbench.gates import Gate, GateRefused
+    from aiworkbench.registry import list_versions, promote, register_model, resolve_version
+    from aiworkbench.tracking import download, log_metrics
     from aiworkbench.training import score
 
-    c = client(settings=settings)
     run_id = run["mlflow_run_id"]
-    versions = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+    versions = list_versions(name, run_id=run_id, settings=settings)
     if versions:
-        source, what = versions[0].source, f"model version `{name}/{versions[0].version}` (run `{run_id}`)"
+        v = versions[-1]
+        version, source, what = v["version"], v["source"], f"model version `{name}/{v['version']}` (run `{run_id}`)"
     else:  # the notebook trained but did not register: register what its run logged
-        source, what = f"runs:/{run_id}/model", f"the model logged by retraining run `{run_id}`"
+        version, source, what = None, f"runs:/{run_id}/model", f"the model logged by retraining run `{run_id}`"
     contract = model_contract(source, what, settings=settings)  # checked before anything is registered or aliased
-    if not versions:
-        registered = register_model(source, name, settings=settings)
-        versions = [c.get_model_version(name, str(registered["version"]))]
-    challenger = versions[0]
+    if version is None:
+        version = register_model(source, name, settings=settings)["version"]
+    challenger = resolve_version(name, version, settings=settings)
     promote(name, challenger.version, alias="challenger", reason=f"retrained on {event}", settings=settings)
     metric = "val_loss"
     if settings.monitoring.holdout:
         holdout = read_table(settings.path(settings.monitoring.holdout), contract)
         for mv in (champion, challenger):
-            for key, value in score(str(download(mv.source, settings=settings)), holdout, contract).items():
-                c.log_metric(mv.run_id, key, value)
+            scores = score(str(download(mv.source, settings=settings)), holdout, contract)
+            log_metrics(mv.run_id, scores, settings=settings)
         metric = "holdout_loss"
     gate = Gate(beat_champion=metric, contract=contract)
     try:
@@ -175,7 +175,7 @@ def _gate_and_promote(name: str, event: str, run: dict, champion, settings: Sett
         }
 
 
-def retrain_on_drift(name: str, event: str, champion, settings: Settings) -> dict:
+def retrain_on_drift(name: str, event: str, champion, *, settings: Settings) -> dict:
     "Handle one drift event once: retrain, then gate and promote or keep. A re-delivered event changes nothing."
     done = handled_events(name, settings=settings)
     if event in done:
@@ -195,15 +195,16 @@ def retrain_on_drift(name: str, event: str, champion, settings: Settings) -> dic
         }
     else:
         outcome |= _gate_and_promote(name, event, run, champion, settings=settings)
-    return _record_event(name, settings, outcome)
+    return _record_event(name, outcome, settings=settings)
 
 # %% ../../nbs/monitoring/37_monitor.ipynb #a66e71af
 def monitor(
     name: str,
-    settings: Settings | None = None,
+    *,
     retrain: bool = True,  # on drift, run the retraining job and gate its result
     now: float | None = None,
     window_rows: int | None = None,  # judge the latest this many rows (default: `[monitoring] window_rows`)
+    settings: Settings | None = None,
 ) -> dict:
     "Check model `name`'s served traffic for drift against its champion's training data; retrain on drift."
     from aiworkbench.monitoring.drift import drift_report, write_html
@@ -213,7 +214,7 @@ def monitor(
     m = settings.monitoring
     champion = resolve_version(name, "champion", settings=settings)
     reference = load_reference(name, champion.version, settings=settings)
-    rows, window = current_window(name, settings, now, window_rows)
+    rows, window = current_window(name, now=now, window_rows=window_rows, settings=settings)
     report = drift_report(
         reference,
         rows,
@@ -241,7 +242,8 @@ def monitor(
         event = f"drift:{name}:{window['last_ts']:.6f}"  # the same window is the same event, whoever is champion
         result["event"] = event
         if event not in handled_events(name, settings=settings):
-            alert(settings, "drift", f"{name}: {report.message}", model=name, event=event, report=str(json_path))
+            message = f"{name}: {report.message}"
+            alert("drift", message, settings=settings, model=name, event=event, report=str(json_path))
         if retrain:
             result["retraining"] = retrain_on_drift(name, event, champion, settings=settings)
     return result

@@ -37,7 +37,7 @@ class Item:
 class Evidence:
     "What the checks look at, each read once: the panel asks for the phase often, and checks share the registry."
 
-    def __init__(self, settings: Settings):
+    def __init__(self, *, settings: Settings):
         self.settings = settings
 
     @cached_property
@@ -47,10 +47,10 @@ class Evidence:
         return list_runs(settings=self.settings, limit=200)
 
     @cached_property
-    def versions(self) -> list:
-        from aiworkbench.tracking import client
+    def versions(self) -> list[dict]:
+        from aiworkbench.registry import list_versions
 
-        return client(settings=self.settings).search_model_versions(max_results=100_000)
+        return list_versions(settings=self.settings)
 
     @cached_property
     def served(self) -> list[str]:
@@ -110,7 +110,7 @@ def runs_tracked(ev: Evidence) -> Item:
 
 @check
 def models_versioned(ev: Evidence) -> Item:
-    versions, models = len(ev.versions), len({v.name for v in ev.versions})
+    versions, models = len(ev.versions), len({v["name"] for v in ev.versions})
     return Item(
         1,
         "registry",
@@ -230,7 +230,7 @@ def alerts_configured(ev: Evidence) -> Item:
 # %% ../../nbs/monitoring/39_phases.ipynb #713e427d
 @check
 def onnx_exported(ev: Evidence) -> Item:
-    tagged = [f"{v.name}/{v.version}" for v in ev.versions if "aiwb.onnx" in (v.tags or {})]
+    tagged = [f"{v['name']}/{v['version']}" for v in ev.versions if "aiwb.onnx" in (v["tags"] or {})]
     return Item(
         4,
         "onnx",
@@ -260,10 +260,10 @@ def accelerated(ev: Evidence) -> Item:
     )
 
 # %% ../../nbs/monitoring/39_phases.ipynb #516ce816
-def phase_report(settings: Settings | None = None) -> dict:
+def phase_report(*, settings: Settings | None = None) -> dict:
     "The checklist, the phase reached (the highest whose items and all earlier ones hold) and the next step."
     settings = settings or load_settings()
-    evidence = Evidence(settings)
+    evidence = Evidence(settings=settings)
     items = [fn(evidence) for fn in CHECKS]
     phase = 0
     for p in (1, 2, 3, 4):

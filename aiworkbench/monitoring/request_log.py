@@ -119,7 +119,7 @@ class RequestLog:
 REQUEST_COLUMNS = ["ts", "latency_ms", "cpu_ms", "rss_mb", "status", "n", "version"]
 
 
-def request_log_dir(name: str, settings=None) -> Path:
+def request_log_dir(name: str, *, settings=None) -> Path:
     "The folder holding the request log of model `name`: `<state_dir>/requests/<name>/`."
     from aiworkbench.config import load_settings
 
@@ -139,9 +139,10 @@ def _records(folder: Path, since: float | None):
 
 def read_request_log(
     name: str,  # the registered model's name
-    settings=None,
+    *,
     since: float | None = None,  # only requests at or after this epoch time
     limit: int | None = None,  # only the newest `limit` requests
+    settings=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(a row per request: ts, latency_ms, cpu_ms, rss_mb, status, n, version; a row per input row: ts, version, feature)"
     import pandas as pd
