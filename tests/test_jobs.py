@@ -15,8 +15,10 @@ import psutil
 import pytest
 
 from aiworkbench.config import load_settings
+from aiworkbench.jobs.procs import is_alive
 from aiworkbench.jobs.runner import run_notebook, scheduler_info
-from aiworkbench.jobs.store import cancel_run, create_job, get_run, is_alive, list_jobs, list_runs, submit_run
+from aiworkbench.jobs.runs import cancel_run
+from aiworkbench.jobs.store import create_job, get_run, list_jobs, list_runs, submit_run
 from aiworkbench.project import init_project
 
 AIWB = str(Path(sys.executable).parent / "aiwb")
@@ -248,10 +250,10 @@ def test_cancel_a_running_run(project):
     job = create_job({"name": "wait", "notebook": nb}, settings=project)
     run = submit_run(job, settings=project)
     from aiworkbench.jobs.runner import execute_run
-    from aiworkbench.jobs.store import claim_next_run
+    from aiworkbench.jobs.runs import claim_next_run
 
     claimed = claim_next_run(settings=project, run_id=run["id"])
-    t = threading.Thread(target=execute_run, args=(claimed, project))
+    t = threading.Thread(target=execute_run, args=(claimed,), kwargs={"settings": project})
     t.start()
     wait_for(lambda: get_run(run["id"], settings=project)["cell"], what="running")
     cancel_run(run["id"], settings=project)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import InvalidInput
-from .store import kill_tree, process_start
+from .procs import kill_tree, process_start
 
 # %% auto #0
 __all__ = ['RUN_ENV', 'fast_imports', 'import_papermill', 'kernel_env', 'start_kernel', 'kernel_pid', 'set_kernel_env',
@@ -45,7 +45,7 @@ def import_papermill():
     return papermill
 
 
-def kernel_env(settings: Settings, run_env: dict[str, str] | None = None) -> dict[str, str]:
+def kernel_env(run_env: dict[str, str] | None = None, *, settings: Settings) -> dict[str, str]:
     "The environment a job kernel starts with: this process's, the project's store and root, and `run_env`."
     from aiworkbench.tracking import ensure_store
 
@@ -63,9 +63,10 @@ def _ipc_folder() -> Path:
 
 
 def start_kernel(
-    settings: Settings,
     kernel: str = "python3",
     run_env: dict[str, str] | None = None,  # the run's variables (`RUN_ENV`), when the run is known already
+    *,
+    settings: Settings,
 ):
     "A started `AsyncKernelManager` for `kernel` on IPC sockets, in the project root (async: nbclient sees it die)."
     from jupyter_client import AsyncKernelManager
@@ -78,7 +79,7 @@ def start_kernel(
     )
     km.aiwb_folder, km.aiwb_run_env = folder, dict(run_env or {})
     try:
-        run_sync(km.start_kernel)(cwd=str(settings.root), env=kernel_env(settings, run_env))
+        run_sync(km.start_kernel)(cwd=str(settings.root), env=kernel_env(run_env, settings=settings))
     except NoSuchKernel:
         shutil.rmtree(folder, ignore_errors=True)
         raise InvalidInput(

@@ -137,7 +137,7 @@ class ClientRecorder:
 
     fast = False
 
-    def __init__(self, settings: Settings):
+    def __init__(self, *, settings: Settings):
         from aiworkbench.tracking import client, experiment_id
 
         self.client = client(settings=settings)
@@ -160,7 +160,7 @@ class ClientRecorder:
         self.client.set_terminated(run_id, status=status)
 
 # %% ../../nbs/jobs/22a_recorder.ipynb #3d0c5457
-def sqlite_recorder(settings: Settings) -> SqliteRecorder | None:
+def sqlite_recorder(*, settings: Settings) -> SqliteRecorder | None:
     "A `SqliteRecorder` on the project's store when every condition for it holds (see above), else None."
     from aiworkbench.tracking import ensure_store
 
@@ -188,6 +188,6 @@ def sqlite_recorder(settings: Settings) -> SqliteRecorder | None:
     return SqliteRecorder(path, str(found[0]), Path(unquote(location.path)))
 
 
-def recorder(settings: Settings) -> SqliteRecorder | ClientRecorder:
+def recorder(*, settings: Settings) -> SqliteRecorder | ClientRecorder:
     "The fastest recorder that is right for the project's store."
-    return sqlite_recorder(settings=settings) or ClientRecorder(settings)
+    return sqlite_recorder(settings=settings) or ClientRecorder(settings=settings)

@@ -13,7 +13,7 @@ import time
 from ..config import Settings, load_settings
 from ..errors import Conflict, InvalidInput, WorkbenchError
 from .runner import execute_run
-from .store import get_job, get_run, submit_run, tables, write
+from .store import get_job, get_run, read, submit_run, tables, write
 
 # %% auto #0
 __all__ = ['compare_metrics', 'record_verdict', 'reproduce', 'reproducibility_rate']
@@ -50,7 +50,7 @@ def _snapshot(run: dict) -> dict:
     return nb
 
 
-def record_verdict(original: str, new: str | None, verdict: str, details: dict, settings: Settings) -> None:
+def record_verdict(original: str, new: str | None, verdict: str, details: dict, *, settings: Settings) -> None:
     "Store a reproduction's verdict in the job store (what `reproducibility_rate` counts)."
     with write(settings=settings) as c:
         c.execute(
@@ -67,7 +67,7 @@ def record_verdict(original: str, new: str | None, verdict: str, details: dict, 
         )
 
 
-def reproduce(run_id: str, settings: Settings | None = None, progress: bool = False) -> dict:
+def reproduce(run_id: str, *, progress: bool = False, settings: Settings | None = None) -> dict:
     "Execute finished run `run_id` again and compare metrics; returns the verdict and both runs."
     from aiworkbench.tracking import client
 
@@ -92,7 +92,7 @@ def reproduce(run_id: str, settings: Settings | None = None, progress: bool = Fa
     )
     if new is None or new["status"] != "running" or new["worker_pid"] != os.getpid():
         raise WorkbenchError(f"the reproduction of run `{run_id}` could not be claimed by this process; try again")
-    new = execute_run(new, settings=settings, progress=progress, notebook=nb)
+    new = execute_run(new, progress=progress, notebook=nb, settings=settings)
     c = client(settings=settings)
     before = c.get_run(original["mlflow_run_id"]).data
     after = c.get_run(new["mlflow_run_id"]).data
@@ -118,15 +118,13 @@ def reproduce(run_id: str, settings: Settings | None = None, progress: bool = Fa
     return {"verdict": verdict, "original": original, "new": new, **comparison}
 
 # %% ../../nbs/jobs/24_reproduce.ipynb #3cd5e817
-def reproducibility_rate(window_days: float | None = None, settings: Settings | None = None) -> dict:
+def reproducibility_rate(window_days: float | None = None, *, settings: Settings | None = None) -> dict:
     "{value, n, verdicts, window_days, status}: the reproduced share of reproductions in the last `window_days`."
     import sqlalchemy as sa
 
     settings = settings or load_settings()
     window = window_days if window_days is not None else settings.kpi.window_days
     t = tables().tables["reproductions"]
-    from aiworkbench.jobs.store import read
-
     with read(settings=settings) as c:
         rows = c.execute(
             sa.select(t.c.verdict, sa.func.count()).where(t.c.at >= time.time() - window * 86400).group_by(t.c.verdict)

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import threading
@@ -18,26 +17,16 @@ from typing import Any
 from ..config import Settings, load_settings
 from ..errors import InvalidInput
 from .kernels import import_papermill, kernel_pid, set_kernel_env, start_kernel, stop_kernel
-from aiworkbench.jobs.store import (
-    FINISHED,
-    claim_next_run,
-    create_job,
-    finish_run,
-    get_job,
-    get_run,
-    is_alive,
-    kill_tree,
-    next_attempt,
-    submit_run,
-    update_run,
-)
+from .procs import is_alive, kill_tree
+from .runs import claim_next_run, finish_run, next_attempt
+from .store import create_job, get_job, get_run, new_id, submit_run, update_run
 
 # %% auto #0
 __all__ = ['output_path', 'kernel_run_env', 'execute_run', 'first_error', 'nbformat_from', 'scheduler_info', 'adhoc_job',
-           'wait_for_run', 'prestart_kernel', 'run_notebook']
+           'execute_until_done', 'wait_for_run', 'prestart_kernel', 'run_notebook']
 
 # %% ../../nbs/jobs/22_runner.ipynb #a8d50560
-def output_path(run: dict, settings: Settings) -> Path:
+def output_path(run: dict, *, settings: Settings) -> Path:
     "Where a run's output notebook is kept: `<state_dir>/jobs/<job>/<run>.ipynb`."
     folder = re.sub(r"[^A-Za-z0-9_.-]", "_", run["job_name"]).strip(".") or "job"
     path = (settings.state_dir / "jobs" / folder / f"{run['id']}.ipynb").resolve()
@@ -138,10 +127,11 @@ def _error_summary(e: BaseException, reason: str | None, cell: int | None) -> tu
 
 def execute_run(
     run: dict,  # a claimed run (status `running`, this process's pid)
-    settings: Settings | None = None,
+    *,
     km=None,  # a pre-started kernel to use (and shut down afterwards); None starts one
     progress: bool = False,  # papermill's per-cell progress bar on stderr
     notebook: dict | None = None,  # the notebook to execute instead of the job's file (reproduce uses a snapshot)
+    settings: Settings | None = None,
 ) -> dict:
     "Execute a claimed run to its final state; returns the finished run record."
     import sqlite3
@@ -176,11 +166,11 @@ def execute_run(
             except sqlite3.Error:
                 mlflow_id = None
         if km is None:
-            km = start_kernel(settings, run["kernel"], kernel_run_env(run, mlflow_id) if mlflow_id else None)
+            km = start_kernel(run["kernel"], kernel_run_env(run, mlflow_id) if mlflow_id else None, settings=settings)
         watchdog = _Watchdog(run, settings, kernel_pid(km), getattr(km, "aiwb_start", None))
         watchdog.start()
         if recorder is None:  # MLflow's client, while the kernel boots
-            recorder = ClientRecorder(settings)
+            recorder = ClientRecorder(settings=settings)
             mlflow_id = recorder.create_run(tags)
         env = kernel_run_env(run, mlflow_id)
         if getattr(km, "aiwb_run_env", None) != env:
@@ -259,7 +249,7 @@ def nbformat_from(nb_json: dict):
     return nbformat.reads(json.dumps(nb_json), as_version=4)
 
 # %% ../../nbs/jobs/22_runner.ipynb #05a30940
-def scheduler_info(settings: Settings) -> dict | None:
+def scheduler_info(*, settings: Settings) -> dict | None:
     "The live scheduler of the project (pid, start, workers), or None."
     try:
         info = json.loads((settings.state_dir / "scheduler.json").read_text())
@@ -268,7 +258,7 @@ def scheduler_info(settings: Settings) -> dict | None:
     return info if is_alive(info.get("pid"), info.get("start")) else None
 
 
-def adhoc_job(notebook: str | Path, settings: Settings) -> dict:
+def adhoc_job(notebook: str | Path, *, settings: Settings) -> dict:
     "The job that runs `notebook` by hand (`nb:<path>`), created on first use."
     from aiworkbench.errors import Conflict
     from aiworkbench.jobs.spec import relative_notebook, resolve_notebook
@@ -284,8 +274,47 @@ def adhoc_job(notebook: str | Path, settings: Settings) -> dict:
             return get_job(name, settings=settings)
 
 
-def wait_for_run(run: dict, settings: Settings, progress: bool = False) -> dict:
-    "Wait for a run a scheduler executes; print `cell i/n` as it moves."
+def _claim_when_due(run_id: str, settings: Settings) -> dict | None:
+    "Claim run `run_id` for this process once it is due (its backoff passed); None when it is no longer queued."
+    while True:
+        claimed = claim_next_run(run_id=run_id, settings=settings)
+        if claimed is not None:
+            return claimed
+        run = get_run(run_id, settings=settings)
+        if run["status"] != "queued":
+            return None
+        time.sleep(max(0.05, min(1.0, run["not_before"] - time.time())))
+
+
+def execute_until_done(
+    run_id: str,  # a queued run
+    *,
+    km=None,  # a pre-started kernel for the first attempt (stopped whatever happens); None starts one per attempt
+    progress: bool = False,  # papermill's progress bar, and a line per retry, on stderr
+    settings: Settings | None = None,
+) -> dict | None:
+    "Execute queued run `run_id` here when due, then each retry it queues; returns the last (None: no longer queued)."
+    settings = settings or load_settings()
+    try:
+        while True:
+            claimed = _claim_when_due(run_id, settings)
+            if claimed is None:  # cancelled, or another worker took it
+                return None
+            given, km = km, None
+            run = execute_run(claimed, km=given, progress=progress, settings=settings)
+            retry = next_attempt(run["id"], settings=settings)
+            if retry is None:
+                return run
+            if progress:
+                print(f"attempt {run['attempt']} {run['status']}: {run['error_name']}; retrying", file=sys.stderr)
+            run_id = retry["id"]
+    finally:
+        if km is not None:
+            stop_kernel(km)
+
+
+def wait_for_run(run: dict, *, progress: bool = False, settings: Settings) -> dict:
+    "Wait for one attempt a scheduler executes, printing `cell i/n` as it moves; executed here when no scheduler runs."
     shown = None
     while True:
         run = get_run(run["id"], settings=settings)
@@ -297,35 +326,20 @@ def wait_for_run(run: dict, settings: Settings, progress: bool = False) -> dict:
         ):
             shown = (run["cell"], run["status"])
             print(f"{run['job_name']} #{run['id'][:8]}: cell {run['cell'] + 1}/{run['cells']}", file=sys.stderr)
-        if run["status"] in FINISHED:
+        if run["finished"]:
             return run
         if scheduler_info(settings=settings) is None and run["status"] == "queued":
-            return _execute_here(run, settings, progress)
+            claimed = _claim_when_due(run["id"], settings)
+            if claimed is not None:
+                return execute_run(claimed, progress=progress, settings=settings)
+            continue  # cancelled meanwhile, or another worker took it
         time.sleep(0.05)
 
 
-def _execute_here(run: dict, settings: Settings, progress: bool, km=None) -> dict:
-    "Claim run `run` and execute it here (in kernel `km` if given, which is stopped whatever happens)."
-    try:
-        while True:
-            claimed = claim_next_run(settings=settings, run_id=run["id"])
-            if claimed is not None:
-                given, km = km, None
-                return execute_run(claimed, settings=settings, km=given, progress=progress)
-            run = get_run(run["id"], settings=settings)
-            if run["status"] in FINISHED:
-                return run
-            time.sleep(max(0.05, min(1.0, run["not_before"] - time.time())))
-    finally:
-        if km is not None:
-            stop_kernel(km)
-
-
-def prestart_kernel(settings: Settings, notebook: Path, parameters: dict[str, Any]) -> tuple[Any, str]:
+def prestart_kernel(notebook: Path, parameters: dict[str, Any], *, settings: Settings) -> tuple[Any, str]:
     "A kernel for the next run of `notebook`, started before that run is recorded; returns it and the run id it has."
     from aiworkbench.jobs.recorder import sqlite_recorder
     from aiworkbench.jobs.spec import relative_notebook
-    from aiworkbench.jobs.store import new_id
 
     run_id = new_id()
     env = {
@@ -335,17 +349,18 @@ def prestart_kernel(settings: Settings, notebook: Path, parameters: dict[str, An
     }
     if sqlite_recorder(settings=settings) is not None:
         env["MLFLOW_RUN_ID"] = uuid.uuid4().hex  # the fast recorder creates the MLflow run under this id
-    return start_kernel(settings, "python3", env), run_id
+    return start_kernel("python3", env, settings=settings), run_id
 
 
 def run_notebook(
     notebook: str | Path,  # relative to the project root
     parameters: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    *,
     timeout_s: float | None = None,
     retries: int | None = None,
     progress: bool = False,
     local: bool = False,  # execute in this process even when a scheduler runs
+    settings: Settings | None = None,
 ) -> dict:
     "Run a notebook once now (with retries), through a running scheduler or here; returns the last attempt."
     from aiworkbench.jobs.spec import check_parameters, resolve_notebook
@@ -354,18 +369,19 @@ def run_notebook(
     path = resolve_notebook(notebook, settings=settings)
     checked = check_parameters(parameters or {}, path)  # bad input is refused before anything is started or stored
     use_scheduler = not local and scheduler_info(settings=settings) is not None
-    km, run_id = prestart_kernel(settings, path, checked) if not use_scheduler else (None, None)
+    km, run_id = prestart_kernel(path, checked, settings=settings) if not use_scheduler else (None, None)
     try:
         job = adhoc_job(notebook, settings=settings)
         run = submit_run(
-            job, settings=settings, parameters=parameters, timeout_s=timeout_s, retries=retries, run_id=run_id
+            job, parameters=parameters, timeout_s=timeout_s, retries=retries, run_id=run_id, settings=settings
         )
-        while True:
-            if use_scheduler:
-                run = wait_for_run(run, settings, progress)
-            else:
-                given, km = km, None
-                run = _execute_here(run, settings, progress, given)
+        if not use_scheduler:
+            given, km = km, None
+            done = execute_until_done(run["id"], km=given, progress=progress, settings=settings)
+            if done is not None:
+                return done
+        while True:  # a scheduler executes the attempts (or took one from here): follow them
+            run = wait_for_run(run, progress=progress, settings=settings)
             retry = next_attempt(run["id"], settings=settings)
             if retry is None:
                 return run

@@ -13,23 +13,14 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from ..config import Settings, load_settings
 from ..errors import Conflict
 from .kernels import fast_imports, start_kernel, stop_kernel
+from .procs import kill_tree, process_start, recover_orphans
 from .runner import execute_run, scheduler_info
-from aiworkbench.jobs.store import (
-    MAX_CATCHUP_DEFAULT,
-    claim_next_run,
-    is_alive,
-    kill_tree,
-    process_start,
-    recover_orphans,
-    submit_run,
-    tables,
-    write,
-)
+from .runs import claim_next_run
+from .store import MAX_CATCHUP_DEFAULT, job_dict, submit_run, tables, write
 
 # %% auto #0
 __all__ = ['GRACE_S', 'due_ticks', 'fire_due_ticks', 'worker_main', 'start_worker', 'run_scheduler']
@@ -66,11 +57,9 @@ def due_ticks(
     return ticks
 
 
-def fire_due_ticks(settings: Settings | None = None, now: float | None = None) -> list[dict]:
+def fire_due_ticks(*, now: float | None = None, settings: Settings | None = None) -> list[dict]:
     "Queue one run per due tick of every schedule; returns the runs queued."
     import sqlalchemy as sa
-
-    from aiworkbench.jobs.store import _job_dict
 
     settings = settings or load_settings()
     now = time.time() if now is None else now
@@ -82,10 +71,10 @@ def fire_due_ticks(settings: Settings | None = None, now: float | None = None) -
         ).all()
         for row in rows:
             ticks = due_ticks(row.cron, row.timezone, row.since, now, row.catchup)
-            job = _job_dict(row)
+            job = job_dict(row)
             for tick in ticks:
                 iso = tick.astimezone(UTC).isoformat()
-                run = submit_run(job, settings=settings, scheduled_for=iso, conn=c)
+                run = submit_run(job, scheduled_for=iso, conn=c, settings=settings)
                 if run is not None:
                     fired.append(run)
             if ticks:
@@ -132,7 +121,7 @@ def worker_main(root: str, parent: int) -> None:
             stop_kernel(km)
 
 
-def start_worker(settings: Settings) -> subprocess.Popen:
+def start_worker(*, settings: Settings) -> subprocess.Popen:
     "Start a worker process in its own process group."
     return subprocess.Popen(
         [sys.executable, "-m", "aiworkbench.jobs.scheduler", "worker", str(settings.root), str(os.getpid())],
@@ -142,10 +131,11 @@ def start_worker(settings: Settings) -> subprocess.Popen:
 
 # %% ../../nbs/jobs/23_scheduler.ipynb #aa9f0385
 def run_scheduler(
-    settings: Settings | None = None,
+    *,
     workers: int | None = None,  # default: settings.jobs.workers
     stop_after_s: float | None = None,  # stop by itself after this long (tests, tutorials)
     log=print,
+    settings: Settings | None = None,
 ) -> dict:
     "The scheduler's foreground loop; returns counts when it stops."
     from filelock import FileLock, Timeout
@@ -198,7 +188,7 @@ def run_scheduler(
         for p in procs:
             kill_tree(p.pid)
             p.wait()
-        recover_orphans(settings=settings, requeue=True)
+        recover_orphans(requeue=True, settings=settings)
         info_file.unlink(missing_ok=True)
         lock.release()
         for s, h in previous.items():

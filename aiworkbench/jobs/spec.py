@@ -26,6 +26,7 @@ __all__ = ['ANY', 'MAX_CATCHUP', 'resolve_notebook', 'relative_notebook', 'read_
 # %% ../../nbs/jobs/20_spec.ipynb #fae8cb95
 def resolve_notebook(
     notebook: str | Path,  # relative to the project root (or absolute, inside it)
+    *,
     settings: Settings,
 ) -> Path:
     "The notebook's resolved path, checked to be an existing `.ipynb` inside the project root."
@@ -51,7 +52,7 @@ def resolve_notebook(
     return path
 
 
-def relative_notebook(path: Path, settings: Settings) -> str:
+def relative_notebook(path: Path, *, settings: Settings) -> str:
     "The notebook's path relative to the project root, as jobs store it."
     return path.resolve().relative_to(settings.root.resolve()).as_posix()
 
@@ -226,7 +227,7 @@ def parse_cli_value(name: str, raw: str, notebook: Path) -> Any:
     return raw
 
 # %% ../../nbs/jobs/20_spec.ipynb #021ea3fd
-MAX_CATCHUP = 1000  # most missed ticks a schedule catches up on at once (see jobstore.MAX_CATCHUP_DEFAULT)
+MAX_CATCHUP = 1000  # most missed ticks a schedule catches up on at once (see store.MAX_CATCHUP_DEFAULT)
 
 
 class CreateJob(BaseModel):
@@ -269,7 +270,7 @@ def check_cron(cron: str, timezone: str) -> None:
         )
 
 
-def validate_job(spec: dict | Any, settings: Settings | None = None) -> dict:
+def validate_job(spec: dict | Any, *, settings: Settings | None = None) -> dict:
     "A job spec checked against the project: a dict with the notebook relative to the root and typed parameters."
     settings = settings or load_settings()
     try:

@@ -20,9 +20,8 @@ from ..errors import Conflict, InvalidInput, NotFound
 
 # %% auto #0
 __all__ = ['MAX_CATCHUP_DEFAULT', 'STATES', 'FINISHED', 'BUSY_TIMEOUT_S', 'tables', 'db_path', 'engine', 'write', 'read',
-           'new_id', 'create_job', 'get_job', 'list_jobs', 'remove_job', 'submit_run', 'get_run', 'list_runs',
-           'update_run', 'process_start', 'is_alive', 'claim_next_run', 'finish_run', 'next_attempt', 'cancel_run',
-           'kill_tree', 'recover_orphans']
+           'new_id', 'job_dict', 'create_job', 'get_job', 'list_jobs', 'remove_job', 'run_dict', 'this_worker',
+           'submit_run', 'get_run', 'list_runs', 'update_run']
 
 # %% ../../nbs/jobs/21_store.ipynb #88c4d4d5
 MAX_CATCHUP_DEFAULT = 1000  # most missed ticks a schedule with catch-up `all` runs at once (the newest)
@@ -115,12 +114,12 @@ def tables():
     return md
 
 
-def db_path(settings: Settings) -> Path:
+def db_path(*, settings: Settings) -> Path:
     "The job store's file: `<state_dir>/jobs.db`."
     return settings.state_dir / "jobs.db"
 
 
-def engine(settings: Settings | None = None):
+def engine(*, settings: Settings | None = None):
     "The SQLAlchemy engine on the project's job store, created (with its tables) on first use."
     settings = settings or load_settings()
     path = db_path(settings=settings)
@@ -172,14 +171,14 @@ def _add_missing_columns(eng) -> None:
 
 
 @contextmanager
-def write(settings: Settings | None = None) -> Iterator[Any]:
+def write(*, settings: Settings | None = None) -> Iterator[Any]:
     "A connection in a write transaction (`BEGIN IMMEDIATE`), committed on success."
     with engine(settings=settings).connect().execution_options(write=True) as conn, conn.begin():
         yield conn
 
 
 @contextmanager
-def read(settings: Settings | None = None) -> Iterator[Any]:
+def read(*, settings: Settings | None = None) -> Iterator[Any]:
     "A connection in a read transaction (a consistent snapshot)."
     with engine(settings=settings).connect() as conn, conn.begin():
         yield conn
@@ -190,12 +189,13 @@ def new_id() -> str:
     return uuid.uuid4().hex[:16]
 
 # %% ../../nbs/jobs/21_store.ipynb #af495f7f
-def _job_dict(row) -> dict:
+def job_dict(row) -> dict:
+    "A job as a dict, from a `jobs` row (or a row joined with one): its spec's fields, id, name and creation time."
     spec = json.loads(row.spec)
     return {"id": row.id, "name": row.name, "created_at": row.created_at, **spec, "notebook": row.notebook}
 
 
-def create_job(spec: dict | Any, settings: Settings | None = None) -> dict:
+def create_job(spec: dict | Any, *, settings: Settings | None = None) -> dict:
     "Validate and store a job (and its schedule); the same idempotency key returns the first job."
     import sqlalchemy as sa
 
@@ -205,28 +205,13 @@ def create_job(spec: dict | Any, settings: Settings | None = None) -> dict:
     data = validate_job(spec, settings=settings)
     t = tables().tables
     job_id, now = new_id(), time.time()
+    row = dict(id=job_id, name=data["name"], notebook=data["notebook"], spec=json.dumps(data), created_at=now)
+    schedule = {k: data[k] for k in ("cron", "timezone", "catchup")}
     try:
         with write(settings=settings) as c:
-            c.execute(
-                t["jobs"]
-                .insert()
-                .values(
-                    id=job_id,
-                    name=data["name"],
-                    notebook=data["notebook"],
-                    spec=json.dumps(data),
-                    idempotency_key=data["idempotency_key"],
-                    created_at=now,
-                )
-            )
+            c.execute(t["jobs"].insert().values(idempotency_key=data["idempotency_key"], **row))
             if data["cron"]:
-                c.execute(
-                    t["schedules"]
-                    .insert()
-                    .values(
-                        job_id=job_id, cron=data["cron"], timezone=data["timezone"], catchup=data["catchup"], since=now
-                    )
-                )
+                c.execute(t["schedules"].insert().values(job_id=job_id, since=now, **schedule))
     except sa.exc.IntegrityError:
         with read(settings=settings) as c:
             if data["idempotency_key"]:
@@ -234,7 +219,7 @@ def create_job(spec: dict | Any, settings: Settings | None = None) -> dict:
                     sa.select(t["jobs"]).where(t["jobs"].c.idempotency_key == data["idempotency_key"])
                 ).first()
                 if row is not None:
-                    return _job_dict(row)
+                    return job_dict(row)
         raise Conflict(
             f"a job named `{data['name']}` exists; choose another name or remove it with "
             f"`aiwb jobs remove {data['name']}`",
@@ -243,7 +228,7 @@ def create_job(spec: dict | Any, settings: Settings | None = None) -> dict:
     return get_job(job_id, settings=settings)
 
 
-def get_job(name_or_id: str, settings: Settings | None = None) -> dict:
+def get_job(name_or_id: str, *, settings: Settings | None = None) -> dict:
     "A job by name or id; `NotFound` lists the known names."
     import sqlalchemy as sa
 
@@ -253,16 +238,16 @@ def get_job(name_or_id: str, settings: Settings | None = None) -> dict:
         if row is None:
             names = [r.name for r in c.execute(sa.select(t.c.name).order_by(t.c.name).limit(20))]
             raise NotFound(f"no job `{name_or_id}`; jobs: {', '.join(names) or '(none)'}", field="job")
-    return _job_dict(row)
+    return job_dict(row)
 
 
-def list_jobs(settings: Settings | None = None) -> list[dict]:
+def list_jobs(*, settings: Settings | None = None) -> list[dict]:
     "Every job, by name, with its latest run's status."
     import sqlalchemy as sa
 
     t = tables().tables
     with read(settings=settings) as c:
-        jobs = [_job_dict(r) for r in c.execute(sa.select(t["jobs"]).order_by(t["jobs"].c.name))]
+        jobs = [job_dict(r) for r in c.execute(sa.select(t["jobs"]).order_by(t["jobs"].c.name))]
         for job in jobs:
             last = c.execute(
                 sa.select(t["runs"].c.id, t["runs"].c.status, t["runs"].c.queued_at)
@@ -270,11 +255,11 @@ def list_jobs(settings: Settings | None = None) -> list[dict]:
                 .order_by(t["runs"].c.queued_at.desc())
                 .limit(1)
             ).first()
-            job["last_run"] = dict(last._mapping) if last else None
+            job["last_run"] = dict(last._mapping) | {"finished": last.status in FINISHED} if last else None
     return jobs
 
 
-def remove_job(name_or_id: str, settings: Settings | None = None) -> dict:
+def remove_job(name_or_id: str, *, settings: Settings | None = None) -> dict:
     "Delete a job and its schedule; its queued runs are cancelled, running ones asked to stop, history kept."
     t = tables().tables
     job = get_job(name_or_id, settings=settings)
@@ -293,16 +278,26 @@ def remove_job(name_or_id: str, settings: Settings | None = None) -> dict:
     return job
 
 # %% ../../nbs/jobs/21_store.ipynb #b6a48838
-def _run_dict(row) -> dict:
+def run_dict(row) -> dict:
+    "A run as a dict, from a `runs` row: its parameters decoded, and `finished` (its status is one of `FINISHED`)."
     d = dict(row._mapping)
     d["parameters"] = json.loads(d["parameters"])
     d["cancel_requested"] = bool(d["cancel_requested"])
+    d["finished"] = d["status"] in FINISHED
     return d
+
+
+def this_worker() -> dict[str, Any]:
+    "The columns that mark a run as this process's: `worker_pid` and `worker_start` (a reused pid is not taken for it)."
+    import psutil
+
+    pid = os.getpid()
+    return {"worker_pid": pid, "worker_start": psutil.Process(pid).create_time()}
 
 
 def submit_run(
     job: str | dict,  # a job's name or id, or the job itself
-    settings: Settings | None = None,
+    *,
     parameters: dict[str, Any] | None = None,  # override the job's parameters (checked against the notebook)
     timeout_s: float | None = None,
     retries: int | None = None,
@@ -312,6 +307,7 @@ def submit_run(
     conn=None,  # an open write transaction to join
     run_id: str | None = None,  # the new run's id, when the caller chose it first (`new_id()`)
     claim: bool = False,  # insert it `running` for this process: no worker can take it first
+    settings: Settings | None = None,
 ) -> dict | None:
     "Queue a run of `job`; returns the run (None when `scheduled_for` already has one)."
     import sqlalchemy as sa
@@ -330,37 +326,19 @@ def submit_run(
     if timeout <= 0 or n_retries < 0:
         raise InvalidInput(f"timeout `{timeout}` must be > 0 and retries `{n_retries}` >= 0", field="timeout_s")
     now, run_id = time.time(), run_id or new_id()
-    values = dict(
-        id=run_id,
-        job_id=job["id"],
-        job_name=job["name"],
-        notebook=job["notebook"],
-        kernel=job["kernel"],
-        status="queued",
-        attempt=1,
-        max_attempts=n_retries + 1,
-        backoff_s=job["backoff_s"],
-        backoff_factor=job["backoff_factor"],
-        timeout_s=float(timeout),
-        parameters=json.dumps(params),
-        scheduled_for=scheduled_for,
-        idempotency_key=idempotency_key,
-        reproduce_of=reproduce_of,
-        queued_at=now,
-        not_before=now,
-        cancel_requested=False,
-    )
+    values = {k: job[k] for k in ("notebook", "kernel", "backoff_s", "backoff_factor")}
+    values.update(id=run_id, job_id=job["id"], job_name=job["name"], status="queued", attempt=1, cancel_requested=False)
+    values.update(max_attempts=n_retries + 1, timeout_s=float(timeout), parameters=json.dumps(params))
+    values.update(queued_at=now, not_before=now, scheduled_for=scheduled_for, reproduce_of=reproduce_of)
+    values.update(idempotency_key=idempotency_key)
     if claim:
-        pid = os.getpid()
-        values.update(
-            status="running", started_at=now, heartbeat_at=now, worker_pid=pid, worker_start=process_start(pid)
-        )
+        values.update(status="running", started_at=now, heartbeat_at=now, **this_worker())
     runs = tables().tables["runs"]
     try:
         if conn is not None:
             with conn.begin_nested():
                 conn.execute(runs.insert().values(**values))
-            return values | {"parameters": params}
+            return values | {"parameters": params, "finished": False}
         with write(settings=settings) as c:
             c.execute(runs.insert().values(**values))
     except sa.exc.IntegrityError:
@@ -370,11 +348,11 @@ def submit_run(
             row = c.execute(sa.select(runs).where(runs.c.idempotency_key == idempotency_key)).first()
         if row is None:
             raise
-        return _run_dict(row)
+        return run_dict(row)
     return get_run(run_id, settings=settings)
 
 
-def get_run(run_id: str, settings: Settings | None = None) -> dict:
+def get_run(run_id: str, *, settings: Settings | None = None) -> dict:
     "One run by id (or an MLflow run id it is linked to); `NotFound` names it."
     import sqlalchemy as sa
 
@@ -383,11 +361,11 @@ def get_run(run_id: str, settings: Settings | None = None) -> dict:
         row = c.execute(sa.select(runs).where(sa.or_(runs.c.id == run_id, runs.c.mlflow_run_id == run_id))).first()
     if row is None:
         raise NotFound(f"no run `{run_id}` in the job store; `aiwb jobs runs JOB` lists a job's runs", field="run")
-    return _run_dict(row)
+    return run_dict(row)
 
 
 def list_runs(
-    job: str | None = None, settings: Settings | None = None, status: str | None = None, limit: int = 100
+    job: str | None = None, *, status: str | None = None, limit: int = 100, settings: Settings | None = None
 ) -> list[dict]:
     "Runs, newest first: of one job (name or id) or all, optionally of one status."
     import sqlalchemy as sa
@@ -402,204 +380,11 @@ def list_runs(
             raise InvalidInput(f"status `{status}` is not one of {', '.join(STATES)}", field="status")
         q = q.where(runs.c.status == status)
     with read(settings=settings) as c:
-        return [_run_dict(r) for r in c.execute(q)]
+        return [run_dict(r) for r in c.execute(q)]
 
 
-def update_run(run_id: str, settings: Settings | None = None, **values) -> None:
+def update_run(run_id: str, *, settings: Settings | None = None, **values) -> None:
     "Set columns of a run (heartbeat, progress, pids, paths)."
     runs = tables().tables["runs"]
     with write(settings=settings) as c:
         c.execute(runs.update().where(runs.c.id == run_id).values(**values))
-
-# %% ../../nbs/jobs/21_store.ipynb #cc97b8b2
-def process_start(pid: int) -> float | None:
-    "The start time of process `pid`, None when there is no such live process."
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def is_alive(pid: int | None, start: float | None) -> bool:
-    "Whether process `pid` is alive and is the one that started at `start` (not a reused pid)."
-    if not pid:
-        return False
-    actual = process_start(pid)
-    return actual is not None and (start is None or abs(actual - start) < 1.0)
-
-
-def claim_next_run(settings: Settings | None = None, run_id: str | None = None) -> dict | None:
-    "Mark the next due queued run (or run `run_id`) `running` for this process; None when nothing is due."
-    import sqlalchemy as sa
-
-    runs = tables().tables["runs"]
-    jobs = tables().tables["jobs"]
-    now, pid = time.time(), os.getpid()
-    with write(settings=settings) as c:
-        busy = dict(
-            c.execute(
-                sa.select(runs.c.job_id, sa.func.count()).where(runs.c.status == "running").group_by(runs.c.job_id)
-            ).all()
-        )
-        q = (
-            sa.select(runs, jobs.c.spec)
-            .join(jobs, jobs.c.id == runs.c.job_id, isouter=True)
-            .where(runs.c.status == "queued", runs.c.not_before <= now)
-        )
-        q = q.where(runs.c.id == run_id) if run_id else q
-        for row in c.execute(q.order_by(runs.c.not_before, runs.c.queued_at).limit(200)):
-            limit = json.loads(row.spec)["max_concurrent"] if row.spec else 1
-            if not run_id and busy.get(row.job_id, 0) >= limit:
-                continue
-            c.execute(
-                runs.update()
-                .where(runs.c.id == row.id, runs.c.status == "queued")
-                .values(
-                    status="running",
-                    started_at=now,
-                    heartbeat_at=now,
-                    worker_pid=pid,
-                    worker_start=process_start(pid),
-                )
-            )
-            d = _run_dict(row)
-            d.pop("spec", None)
-            return d | {"status": "running", "started_at": now, "worker_pid": pid}
-    return None
-
-
-def finish_run(
-    run_id: str,
-    status: str,
-    settings: Settings | None = None,
-    requeue: bool = False,  # queue another attempt now whatever the attempts left (the run was interrupted)
-    **values,
-) -> dict:
-    "Record a run's final state; a failure or timeout with attempts left queues the next attempt (after backoff)."
-    import sqlalchemy as sa
-
-    assert status in FINISHED, status
-    runs = tables().tables["runs"]
-    now = time.time()
-    with write(settings=settings) as c:
-        row = c.execute(sa.select(runs).where(runs.c.id == run_id)).first()
-        if row is None:
-            raise NotFound(f"no run `{run_id}`", field="run")
-        c.execute(
-            runs.update().where(runs.c.id == run_id).values(status=status, finished_at=now, heartbeat_at=now, **values)
-        )
-        retry_left = status in ("failed", "timed_out") and row.attempt < row.max_attempts
-        if (retry_left or requeue) and not row.cancel_requested:
-            retry = {
-                k: v
-                for k, v in row._mapping.items()
-                if k
-                in (
-                    "job_id",
-                    "job_name",
-                    "notebook",
-                    "kernel",
-                    "max_attempts",
-                    "backoff_s",
-                    "backoff_factor",
-                    "timeout_s",
-                    "parameters",
-                    "scheduled_for",
-                    "reproduce_of",
-                )
-            }
-            wait = 0.0 if requeue else row.backoff_s * row.backoff_factor ** (row.attempt - 1)
-            retry["max_attempts"] += 1 if requeue else 0
-            c.execute(
-                runs.insert().values(
-                    id=new_id(),
-                    status="queued",
-                    attempt=row.attempt + 1,
-                    retry_of=run_id,
-                    queued_at=now,
-                    not_before=now + wait,
-                    cancel_requested=False,
-                    **retry,
-                )
-            )
-    return get_run(run_id, settings=settings)
-
-
-def next_attempt(run_id: str, settings: Settings | None = None) -> dict | None:
-    "The retry queued after run `run_id`, if any."
-    import sqlalchemy as sa
-
-    runs = tables().tables["runs"]
-    with read(settings=settings) as c:
-        row = c.execute(sa.select(runs).where(runs.c.retry_of == run_id)).first()
-    return _run_dict(row) if row else None
-
-
-def cancel_run(run_id: str, settings: Settings | None = None) -> dict:
-    "Cancel a queued run at once; ask a running one to stop (its runner kills the kernel and records `cancelled`)."
-    runs = tables().tables["runs"]
-    run = get_run(run_id, settings=settings)
-    if run["status"] in FINISHED:
-        raise Conflict(f"run `{run_id}` has already finished ({run['status']}); nothing to cancel", field="run")
-    with write(settings=settings) as c:
-        c.execute(
-            runs.update()
-            .where(runs.c.id == run["id"], runs.c.status == "queued")
-            .values(
-                status="cancelled",
-                finished_at=time.time(),
-                cancel_requested=True,
-                error_message="cancelled before it started",
-            )
-        )
-        c.execute(runs.update().where(runs.c.id == run["id"], runs.c.status == "running").values(cancel_requested=True))
-    return get_run(run["id"], settings=settings)
-
-# %% ../../nbs/jobs/21_store.ipynb #2e714553
-def kill_tree(pid: int | None, start: float | None = None) -> None:
-    "SIGKILL process `pid` (when it is the process that started at `start`) and its descendants."
-    import psutil
-
-    if not pid or (start is not None and not is_alive(pid, start)):
-        return
-    try:
-        proc = psutil.Process(pid)
-        family = [*proc.children(recursive=True), proc]
-    except psutil.NoSuchProcess:
-        return
-    for p in family:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=5)
-
-
-def recover_orphans(settings: Settings | None = None, requeue: bool = False) -> list[dict]:
-    "Fail (or retry) every `running` run whose worker process is gone; returns the runs recovered."
-    import sqlalchemy as sa
-
-    runs = tables().tables["runs"]
-    with read(settings=settings) as c:
-        running = c.execute(sa.select(runs).where(runs.c.status == "running")).all()
-    out = []
-    for row in running:
-        if is_alive(row.worker_pid, row.worker_start):
-            continue
-        if row.kernel_pid and row.kernel_start is not None:  # a kernel whose start is unknown is not killed
-            kill_tree(row.kernel_pid, row.kernel_start)
-        out.append(
-            finish_run(
-                row.id,
-                "failed",
-                settings=settings,
-                requeue=requeue,
-                error_name="Orphaned",
-                error_message=f"orphaned: the process running it (pid {row.worker_pid}) is gone, so it was stopped "
-                "before finishing (scheduler or machine restart, or the worker was killed)",
-            )
-        )
-    return out
