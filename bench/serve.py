@@ -8,7 +8,7 @@ starts with `ratio`.
 
     python bench/serve.py                       # 10 s per concurrency level, c = 1, 8, 32; variants a,b,c,cm,d
     python bench/serve.py --seconds 1 --concurrency 1,8 --variants a,c     # a smoke run
-    python bench/serve.py --variants a,c,c0,cb --after-load   # what batching and the fast path buy
+    python bench/serve.py --variants a,c,c0 --after-load   # what batching buys
 """
 
 from __future__ import annotations
@@ -298,11 +298,9 @@ LABELS = {
     "d": "(d) mlflow models serve",
     "c0": "(c) batching off",
     "cm": "(c) 20 % bad requests",
-    "cb": "(c) BentoML API path",
 }
 VARIANT_ENV = {  # (c) with one setting changed, to show what it buys
     "c0": {"AIWB_MAX_BATCH_SIZE": "1", "AIWB_BATCHING_WINDOW_MS": "0"},
-    "cb": {"AIWB_FAST_PATH": "0"},  # every request through BentoML's IO descriptors, as before the fast path
 }
 
 
@@ -313,7 +311,7 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         default="a,b,c,cm,d",
-        help="a,b,c,d; cm: (c) under mixed traffic; c0 adds (c) with batching off, cb (c) without its fast path",
+        help="a,b,c,d; cm: (c) under mixed traffic; c0 adds (c) with batching off",
     )
     ap.add_argument("--after-load", action="store_true", help="measure c=1 again after the highest concurrency")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -383,7 +381,7 @@ def main() -> None:
     print("\nready after start (s): " + ", ".join(f"{LABELS[v]} {r['ready_s']:.1f}" for v, r in results.items()))
     mid = str(levels[1] if len(levels) > 1 else levels[0])
     parts = []
-    for v in ("b", "c", "cm", "c0", "cb", "d"):
+    for v in ("b", "c", "cm", "c0", "d"):
         if v in results and "a" in results and mid in results[v]:
             r, a = results[v][mid], results["a"][mid]
             parts.append(f"{v}/a req/s {r['rps'] / a['rps']:.2f} p95 {r['p95'] / a['p95']:.2f}")

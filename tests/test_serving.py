@@ -48,7 +48,8 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(project):
-    from aiworkbench.serving.package import package, serve
+    from aiworkbench.serving.package import package
+    from aiworkbench.serving.server import serve
 
     packaged = package("bc@champion", settings=project["settings"])
     with serve("bc@champion", settings=project["settings"]) as server:
@@ -69,8 +70,8 @@ def test_predictions_match_training_encoding(served):
     import bentoml
     import torch
 
+    from aiworkbench.encoding import encode_features
     from aiworkbench.tracking import load_pytorch
-    from aiworkbench.training import encode_features
 
     df, contract = served["df"], served["contract"]
     with bentoml.SyncHTTPClient(served["url"]) as client:
@@ -152,26 +153,25 @@ def test_bad_input_is_4xx_naming_the_field(served, case):
         assert field in answer["error"], answer
 
 
-def test_fast_path_answers_as_the_bentoml_api_path(served, tmp_path):
-    "The guard's fast path and BentoML's own API path (AIWB_FAST_PATH=0) give the same answers, good and bad."
-    from aiworkbench.serving.package import Server, bentoml_env, free_port
+def test_build_folder_is_short_and_runs_without_aiworkbench(served):
+    "`service.py` is about 100 lines and one per column; beside it the runtime it imports; no aiworkbench nor torch."
+    import aiworkbench.monitoring.request_log as request_log
+    import aiworkbench.serving.runtime as runtime
+    from aiworkbench.serving.package import bentoml_env
 
     build = Path(served["packaged"]["build_dir"])
-    env = {**bentoml_env(settings=served["settings"]), "AIWB_FAST_PATH": "0"}
-    slow = Server(build, "127.0.0.1", free_port(), env)
-    slow.log_path = tmp_path / "serve.log"
-    cases = {"good": ({"rows": rows_of(served["df"], 5)}, "application/json")}
-    cases |= {k: (b, "application/json") for k, (b, _, _) in _bad_requests(served["df"]).items()}
-    cases["wrong content type"] = ("mean radius=1", "text/plain")
-    with slow.start():
-        for case, (body, media) in cases.items():
-            fast, api = post(served["url"], body, media), post(slow.url, body, media)
-            assert fast.status_code == api.status_code, (case, fast.text, api.text)
-            if fast.status_code == 200:
-                assert fast.json() == api.json(), case
-            else:
-                want = {k: api.json().get(k) for k in ("field", "errors")}
-                assert {k: fast.json().get(k) for k in ("field", "errors")} == want, (case, fast.text, api.text)
+    lines = (build / "service.py").read_text().splitlines()
+    assert len(lines) < 100 + len(served["contract"].features), len(lines)
+    for module in (runtime, request_log):  # copies of the package's modules
+        assert (build / Path(module.__file__).name).read_text() == Path(module.__file__).read_text(), module
+    code = (
+        "import sys; sys.modules['aiworkbench'] = sys.modules['torch'] = None\n"  # importing either fails
+        "import service; print(service.MODEL_TAG, service.Bc.name, sorted(service.Bc.apis))"
+    )
+    env = bentoml_env(settings=served["settings"])
+    proc = subprocess.run([sys.executable, "-c", code], cwd=build, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["bc:v1", "bc", "['predict']"], proc.stdout
 
 
 def test_body_over_the_limit_is_413(served):
@@ -279,10 +279,10 @@ def test_signature_mismatch_is_refused_at_package(served):
     import mlflow
     import torch
 
+    from aiworkbench.encoding import feature_names
     from aiworkbench.registry import register_model
     from aiworkbench.serving.package import PackagingRefused, package
     from aiworkbench.tracking import start_run
-    from aiworkbench.training import feature_names
 
     settings, contract = served["settings"], served["contract"]
     features = feature_names(contract)
@@ -312,7 +312,7 @@ def test_bentoml_build_from_the_generated_directory(served):
 
     build = Path(served["packaged"]["build_dir"])
     bentofile = (build / "bentofile.yaml").read_text()
-    assert "lock_packages: false" in bentofile and "torch==" in bentofile
+    assert "lock_packages: false" in bentofile and "torch==" in bentofile and "- runtime.py" in bentofile
     exe = Path(sys.executable).with_name("bentoml")
     proc = subprocess.run(
         [str(exe), "build", "--output", "tag"],
@@ -341,7 +341,7 @@ def test_cli_package_and_serve(served, aiwb):
         assert r.code == 2 and "no registered model `nope`; models: bc" in r.err, (command, r.err)
         r = aiwb(command, "bc/99", cwd=root)
         assert r.code == 2 and "model `bc` has no version `99`" in r.err, (command, r.err)
-    from aiworkbench.serving.package import free_port
+    from aiworkbench.serving.server import free_port
 
     port = free_port()
     proc = subprocess.Popen(
@@ -372,7 +372,8 @@ def _in_progress(url: str) -> float:
 
 def test_sigterm_finishes_accepted_requests(served, tmp_path):
     "Requests the server is handling when it gets SIGTERM are answered 200 in full, and it then exits 0."
-    from aiworkbench.serving.package import Server, bentoml_env, free_port
+    from aiworkbench.serving.package import bentoml_env
+    from aiworkbench.serving.server import Server, free_port
 
     server = Server(
         Path(served["packaged"]["build_dir"]), "127.0.0.1", free_port(), bentoml_env(settings=served["settings"])
