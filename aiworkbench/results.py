@@ -10,9 +10,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # %% auto #0
-__all__ = ['GateSpec', 'PromoteModel', 'RollbackModel', 'RunJob', 'PhaseItem', 'ShowPhaseResponse', 'Kpi', 'ListKpisResponse',
-           'RunSummary', 'ListRunsResponse', 'ModelSummary', 'ListModelsResponse', 'ModelVersion', 'ShowModelResponse',
-           'MoveAliasResponse', 'JobRun', 'Job', 'ListJobsResponse', 'RunJobResponse', 'ListJobRunsResponse',
+__all__ = ['GateSpec', 'PromoteModel', 'RollbackModel', 'RunJob', 'PhaseItem', 'PhaseName', 'ShowPhaseResponse', 'Kpi',
+           'ListKpisResponse', 'RunSummary', 'TrainModelResponse', 'ListRunsResponse', 'ModelSummary',
+           'ListModelsResponse', 'ModelVersion', 'ShowModelResponse', 'MoveAliasResponse', 'DeleteVersionResponse',
+           'JobRun', 'Job', 'ListJobsResponse', 'RunJobResponse', 'RunNotebookResponse', 'ListJobRunsResponse',
            'CancelJobResponse', 'ShowJobRunOutputResponse', 'ShowNotebookParametersResponse', 'ErrorResponse']
 
 # %% ../nbs/40_results.ipynb #d926ed73
@@ -67,12 +68,20 @@ class PhaseItem(_Out):
     next_step: str | None = None
 
 
+class PhaseName(_Out):
+    "One of the four phases: its number and name (so no surface copies the names)."
+
+    phase: int = Field(ge=1, le=4)
+    name: str
+
+
 class ShowPhaseResponse(_Out):
-    "The project's phase (0-4), its checklist and the next step."
+    "The project's phase (0-4), its checklist, every phase's name, and the next step."
 
     phase: int = Field(ge=0, le=4)
     name: str
     items: list[PhaseItem] = []
+    phases: list[PhaseName] = []
     next_step: str | None = None
 
 
@@ -85,6 +94,8 @@ class Kpi(_Out):
     status: Literal["ok", "breach", "no data"]
     evidence: Any = None
     trend: Any = None
+    shown: str = "—"  # the value as every surface prints it ("12.3 ms", "95%", "$0.0123"; "—" for no data)
+    trend_shown: str = ""  # the trend in words ("" when there is none)
 
 
 class ListKpisResponse(_Out):
@@ -103,6 +114,18 @@ class RunSummary(_Out):
     params: dict[str, str] = {}
     metrics: dict[str, float] = {}
     lineage: dict[str, str] = {}
+
+
+class TrainModelResponse(_Out):
+    "A training run: its metrics, the model it logged (and registered), its lineage, the rows it quarantined."
+
+    run_id: str
+    metrics: dict[str, float] = {}
+    model_uri: str | None = None
+    registered: dict[str, Any] | None = None
+    seconds: float | None = None
+    lineage: dict[str, str] = {}
+    quarantined: int = 0
 
 
 class ListRunsResponse(_Out):
@@ -152,6 +175,15 @@ class MoveAliasResponse(_Out):
     checks: list[dict[str, Any]] = []
 
 
+class DeleteVersionResponse(_Out):
+    "The version deleted, by whom and when."
+
+    name: str
+    deleted: int
+    who: str | None = None
+    when: float | None = None
+
+
 class JobRun(_Out):
     id: str
     job_id: str
@@ -167,6 +199,7 @@ class JobRun(_Out):
     mlflow_run_id: str | None = None
     error_name: str | None = None
     error_message: str | None = None
+    finished: bool = False  # the status is final: succeeded, failed, cancelled or timed out
 
 
 class Job(_Out):
@@ -186,10 +219,26 @@ class ListJobsResponse(_Out):
 
 
 class RunJobResponse(_Out):
-    "The queued run, and who executes it: the project's scheduler or, when none runs, the Jupyter server."
+    """The queued run and who executes it: the project's scheduler or, when none runs, the server's threads
+    (`server`) or the caller itself (`local`: the run has finished)."""
 
     run: JobRun
-    executor: Literal["scheduler", "server"]
+    executor: Literal["scheduler", "server", "local"]
+
+
+class RunNotebookResponse(_Out):
+    "A notebook run once now (`aiwb jobs run`): its last attempt, output notebook, error and MLflow run."
+
+    id: str
+    job: str
+    status: str
+    attempts: int
+    output_notebook: str | None = None
+    error: dict[str, Any] = {}
+    mlflow_run_id: str | None = None
+    parameters: dict[str, Any] = {}
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 class ListJobRunsResponse(_Out):

@@ -13,6 +13,16 @@ from aiworkbench import __version__
 HEAVY = ("torch", "lightning", "mlflow", "bentoml", "papermill", "pandas", "pandera", "pydantic", "sklearn")
 
 
+@pytest.fixture
+def aiwb(aiwb, tmp_path):
+    "conftest's `aiwb`, run from `tmp_path` unless told where: no validation record lands in a project around the repo."
+
+    def run(*args, cwd=None, **kw):
+        return aiwb(*args, cwd=cwd or tmp_path, **kw)
+
+    return run
+
+
 def test_help_imports_nothing_heavy():
     code = (
         "import sys; sys.argv = ['aiwb', '--help']\n"
@@ -191,7 +201,7 @@ def test_infer_refuses_to_overwrite(aiwb, people):
     r = aiwb("data", "infer", folder / "people.csv", "-o", folder / "people.yaml")
     assert r.code == 2 and "exists; pass --force" in r.err
     r = aiwb("data", "infer", folder / "people.csv", "-o", folder / "x.yaml", "--target", "nope")
-    assert r.code == 2 and "--target `nope` is not a column" in r.err
+    assert r.code == 2 and "target `nope` is not a column" in r.err
 
 
 def test_quickstart_end_to_end(aiwb, tmp_path):

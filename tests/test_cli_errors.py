@@ -59,7 +59,7 @@ def test_unexpected_error_in_a_project_exits_3_with_a_log(aiwb, tmp_path, faulty
     assert log.parent == root / ".aiwb" / "logs" and log.name.startswith("aiwb-") and log.suffix == ".log"
     text = log.read_text()
     assert text.startswith("$ aiwb kpi\n") and "Traceback (most recent call last)" in text
-    assert "cli_monitoring.py" in text and "RuntimeError: injected fault" in text
+    assert "cli/monitoring.py" in text and "RuntimeError: injected fault" in text
     assert "Traceback" not in r.err and "Traceback" not in r.out
 
 

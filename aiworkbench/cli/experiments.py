@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonFlag, _console, _print_json, _when, app
+from .app import JsonFlag, app
+from .output import console, plain, print_json, when
+from ..workbench import Workbench
 
 # %% auto #0
 __all__ = ['runs_app', 'models_app', 'WAIT', 'runs_list', 'runs_show', 'models_list', 'models_show', 'models_history',
@@ -32,41 +34,36 @@ def runs_list(
     "List the project's runs, newest first."
     from rich.table import Table
 
-    from aiworkbench.tracking import list_runs
-
-    runs = list_runs(experiment=experiment, limit=limit)
+    runs = Workbench().runs.list(experiment=experiment, limit=limit).runs
     if as_json:
-        return _print_json(runs)
+        return print_json(runs)
     table = Table("run", "name", "status", "started", "metrics", "data")
     for r in runs:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r["metrics"].items()) if not k.endswith("_step"))
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()) if not k.endswith("_step"))
         table.add_row(
-            r["run_id"][:12],
-            r["run_name"] or "",
-            r["status"],
-            _when(r["start_time"] / 1000),
+            r.run_id[:12],
+            r.run_name or "",
+            r.status,
+            when(r.start_time / 1000 if r.start_time else None),
             shown,
-            r["lineage"].get("aiwb.contract.ref", ""),
+            r.lineage.get("aiwb.contract.ref", ""),
         )
-    _console().print(table)
+    console().print(table)
 
 
 @runs_app.command("show")
 def runs_show(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: JsonFlag = False) -> None:
     "Show one run: params, metrics, lineage."
-    from aiworkbench.tracking import get_run
-
-    run = get_run(run_id)
+    run = Workbench().runs.get(run_id)
     if as_json:
-        return _print_json(run)
-    console = _console()
-    console.print(
-        f"[bold]{run['run_id']}[/] {run['run_name'] or ''} {run['status']} started {_when(run['start_time'] / 1000)}"
-    )
+        return print_json(run)
+    out = console()
+    started = when(run.start_time / 1000 if run.start_time else None)
+    out.print(f"[bold]{run.run_id}[/] {run.run_name or ''} {run.status} started {started}")
     for title in ("params", "metrics", "lineage"):
-        console.print(f"[bold]{title}[/]")
-        for k, v in sorted(run[title].items()):
-            console.print(f"  {k} = {v}", soft_wrap=True)
+        out.print(f"[bold]{title}[/]")
+        for k, v in sorted(getattr(run, title).items()):
+            out.print(f"  {k} = {v}", soft_wrap=True)
 
 # %% ../../nbs/cli/52_experiments.ipynb #a51cd07b
 WAIT = typer.Option(min=0, help="Seconds to wait for another registry change to finish; then exit 2.")
@@ -77,17 +74,13 @@ def models_list(as_json: JsonFlag = False) -> None:
     "List registered models with their aliases."
     from rich.table import Table
 
-    from aiworkbench.registry import list_models
-
-    models = list_models()
+    models = Workbench().models.list().models
     if as_json:
-        return _print_json(models)
+        return print_json(models)
     table = Table("model", "versions", "latest", "aliases")
     for m in models:
-        table.add_row(
-            m["name"], str(m["versions"]), str(m["latest"]), ", ".join(f"{a}->v{v}" for a, v in m["aliases"].items())
-        )
-    _console().print(table)
+        table.add_row(m.name, str(m.versions), str(m.latest), ", ".join(f"{a}->v{v}" for a, v in m.aliases.items()))
+    console().print(table)
 
 
 @models_app.command("show")
@@ -95,36 +88,30 @@ def models_show(name: Annotated[str, typer.Argument(help="Model name.")], as_jso
     "Show every version of a model with its aliases and metrics."
     from rich.table import Table
 
-    from aiworkbench.registry import show_model
-
-    model = show_model(name)
+    model = Workbench().models.show(name)
     if as_json:
-        return _print_json(model)
+        return print_json(model)
     table = Table("version", "aliases", "run", "created", "metrics", title=name)
-    for v in model["versions"]:
+    for v in plain(model.versions):
         shown = ", ".join(f"{k}={x:.4g}" for k, x in sorted(v["metrics"].items()) if k.startswith("val_"))
-        table.add_row(
-            str(v["version"]), ", ".join(v["aliases"]), (v["run_id"] or "")[:12], _when(v["created"] / 1000), shown
-        )
-    _console().print(table)
+        created = when(v["created"] / 1000 if v.get("created") else None)
+        table.add_row(str(v["version"]), ", ".join(v["aliases"]), (v["run_id"] or "")[:12], created, shown)
+    console().print(table)
 
 
 @models_app.command("history")
 def models_history(name: Annotated[str, typer.Argument(help="Model name.")], as_json: JsonFlag = False) -> None:
     "Every alias move of a model: who, when, from, to, why."
-
     from rich.table import Table
 
-    from aiworkbench.registry import history
-
-    entries = history(name)
+    entries = Workbench().models.history(name)
     if as_json:
-        return _print_json(entries)
+        return print_json(entries)
     table = Table("#", "when", "who", "kind", "alias", "from", "to", "why", title=name)
     for e in entries:
         table.add_row(
             str(e["seq"]),
-            _when(e["when"]),
+            when(e["when"]),
             e["who"],
             e["kind"],
             e["alias"],
@@ -132,10 +119,11 @@ def models_history(name: Annotated[str, typer.Argument(help="Model name.")], as_
             str(e["to"]),
             e["why"],
         )
-    _console().print(table)
+    console().print(table)
 
 
 def _parse_bounds(items: list[str], option: str) -> dict[str, float]:
+    "`METRIC=NUMBER` options as a dict; `InvalidInput` naming the option otherwise."
     from aiworkbench.errors import InvalidInput
 
     bounds = {}
@@ -170,30 +158,30 @@ def models_promote(
     registry change in the project (a promotion, rollback, deletion) still holds the registry lock after --wait
     seconds: nothing is changed then, and the command can be run again.
     """
-    from aiworkbench.contracts import load_contract
-    from aiworkbench.registry import Gate, GateRefused, promote
+    from aiworkbench.gates import GateRefused
 
-    gate = Gate(
-        min_metrics=_parse_bounds(min_metric, "--min"),
-        max_metrics=_parse_bounds(max_metric, "--max"),
-        beat_champion=beat,
-        min_delta=delta,
-        contract=load_contract(contract) if contract else None,
-    )
+    gate = {
+        "min_metrics": _parse_bounds(min_metric, "--min"),
+        "max_metrics": _parse_bounds(max_metric, "--max"),
+        "beat_champion": beat,
+        "min_delta": delta,
+    }
     try:
-        moved = promote(name, version, gate, alias=alias, reason=reason, wait=wait)
+        moved = Workbench().models.promote(
+            name, version, alias=alias, reason=reason, gate=gate, wait=wait, contract=contract
+        )
     except GateRefused as e:
         if as_json:
-            _print_json(e.to_dict())
+            print_json(e.to_dict())
         else:
-            console = _console(stderr=True)
-            console.print(f"[red]refused[/]: {name}/{version} -> {alias}")
+            err = console(stderr=True)
+            err.print(f"[red]refused[/]: {name}/{version} -> {alias}")
             for ch in e.checks:
-                console.print(f"  {'[green]pass[/]' if ch.passed else '[red]FAIL[/]'} {ch.name}: {ch.detail}")
+                err.print(f"  {'[green]pass[/]' if ch.passed else '[red]FAIL[/]'} {ch.name}: {ch.detail}")
         raise typer.Exit(1) from None
     if as_json:
-        return _print_json(moved)
-    print(f"{name}: {alias} {('v' + str(moved['from'])) if moved['from'] else '(none)'} -> v{moved['to']}")
+        return print_json(moved)
+    print(f"{name}: {alias} {('v' + str(moved.from_)) if moved.from_ else '(none)'} -> v{moved.to}")
 
 
 @models_app.command("rollback")
@@ -209,12 +197,10 @@ def models_rollback(
     Exit 2 when there is nothing to roll back to (no holder, or no earlier one), or when another registry change
     still holds the lock after --wait seconds; nothing is changed then.
     """
-    from aiworkbench.registry import rollback
-
-    moved = rollback(name, alias=alias, reason=reason, wait=wait)
+    moved = Workbench().models.rollback(name, alias=alias, reason=reason, wait=wait)
     if as_json:
-        return _print_json(moved)
-    print(f"{name}: {alias} v{moved['from']} -> v{moved['to']}")
+        return print_json(moved)
+    print(f"{name}: {alias} v{moved.from_} -> v{moved.to}")
 
 
 @models_app.command("delete")
@@ -225,12 +211,10 @@ def models_delete(
     as_json: JsonFlag = False,
 ) -> None:
     "Delete a version. Exit 2 while it holds an alias (move the alias first) or when it does not exist."
-    from aiworkbench.registry import delete_version
-
-    deleted = delete_version(name, version, wait=wait)
+    deleted = Workbench().models.delete(name, version, wait=wait)
     if as_json:
-        return _print_json(deleted)
-    print(f"{name}: deleted v{deleted['deleted']}")
+        return print_json(deleted)
+    print(f"{name}: deleted v{deleted.deleted}")
 
 # %% ../../nbs/cli/52_experiments.ipynb #1839b407
 @app.command()
@@ -247,46 +231,31 @@ def train(
     as_json: JsonFlag = False,
 ) -> None:
     "Train the ready-made tabular model on a validated file, tracked in MLflow."
-    from aiworkbench.contracts import load_contract
-    from aiworkbench.datasets import read_table
-    from aiworkbench.errors import InvalidInput
-
-    c = load_contract(contract)
-    if target is not None and target != c.target:
-        if target not in c.columns:
-            raise InvalidInput(f"--target `{target}` is not a column of contract `{c.ref}`", field="target")
-        c = c.model_copy(update={"target": target})
-    df = read_table(data, c)
-    good, bad = result = c.split(df, quarantine_dir=quarantine, source=str(data))
-    if len(bad) and quarantine is None:
-        if as_json:
-            _print_json({"error": "ValidationFailed", "status": 400, **result.report.to_dict(max_failures=50)})
-        else:
-            _console(stderr=True).print(
-                f"[red]refused[/]: {result.report}\npass --quarantine DIR to train on the {len(good)} good rows"
-            )
-        raise typer.Exit(1)
-    from aiworkbench.training import quiet, train_tabular
+    from aiworkbench.facade import ValidationFailed
 
     try:
-        with quiet():
-            fitted = train_tabular(
-                good,
-                c,
-                max_epochs=epochs,
-                batch_size=batch_size,
-                seed=seed,
-                experiment=experiment,
-                register=register,
-                run_name=data.stem,
-                enable_progress_bar=not as_json,
+        fitted = Workbench().runs.train(
+            data,
+            contract,
+            target=target,
+            experiment=experiment,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            register=register,
+            quarantine=quarantine,
+            progress=not as_json,
+        )
+    except ValidationFailed as e:
+        if as_json:
+            print_json(e.to_dict())
+        else:
+            console(stderr=True).print(
+                f"[red]refused[/]: {e.report}\npass --quarantine DIR to train on the {e.good} good rows"
             )
-    except InvalidInput as e:  # the data cannot train this model (e.g. a single class): name the file
-        raise type(e)(f"{data}: {e.message}", **{"file": str(data), **e.where}) from None
+        raise typer.Exit(1) from None
     if as_json:
-        from aiworkbench.tracking import get_run
-
-        return _print_json({**fitted.to_dict(), "lineage": get_run(fitted.run_id)["lineage"], "quarantined": len(bad)})
+        return print_json(fitted)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(fitted.metrics.items()) if k.startswith("val_"))
     print(
         f"run {fitted.run_id}: {shown}"

@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonFlag, _console, _print_json, app
+from .app import JsonFlag, app
+from .output import console, print_json
+from ..workbench import Workbench
 
 # %% auto #0
 __all__ = ['STATUS_STYLE', 'kpi', 'phase', 'monitor']
@@ -18,44 +20,21 @@ __all__ = ['STATUS_STYLE', 'kpi', 'phase', 'monitor']
 STATUS_STYLE = {"ok": "green", "breach": "red", "no data": "yellow"}
 
 
-def _value(k: dict) -> str:
-    v = k["value"]
-    if v is None:
-        return "-"
-    if k["unit"] == "":
-        return f"{v:.1%}"
-    if k["unit"] == "USD":
-        return f"${v:.4g}"
-    return f"{v:.3g} {k['unit']}"
-
-
 @app.command()
 def kpi(as_json: JsonFlag = False) -> None:
-    "The four KPIs: value against target, status, evidence and trend."
-    from rich.markup import escape
+    "The four KPIs: value against target, status, evidence and trend (values as the library shows them)."
     from rich.table import Table
 
-    from aiworkbench.monitoring.kpis import kpi_report
-
-    report = kpi_report()
+    report = Workbench().kpis()
     if as_json:
-        return _print_json(report)
+        return print_json(report)
     table = Table(
-        "KPI",
-        "value",
-        "target",
-        "status",
-        "trend",
-        "evidence",
-        title=f"KPIs over the last {report['window_days']:g} days",
+        "KPI", "value", "target", "status", "trend", "evidence", title=f"KPIs over the last {report.window_days:g} days"
     )
-    for k in report["kpis"]:
-        trend = k["trend"]
-        shown = f"{trend['change']:+.0%} vs previous" if trend else ""
-        table.add_row(
-            k["title"], _value(k), k["target"], f"[{STATUS_STYLE[k['status']]}]{k['status']}[/]", shown, k["evidence"]
-        )
-    _console().print(table)
+    for k in report.kpis:
+        status = f"[{STATUS_STYLE[k.status]}]{k.status}[/]"
+        table.add_row(k.title, k.shown, str(k.target), status, k.trend_shown, str(k.evidence or ""))
+    console().print(table)
 
 
 @app.command()
@@ -64,20 +43,23 @@ def phase(as_json: JsonFlag = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from aiworkbench.monitoring.phases import phase_report
-
-    report = phase_report()
+    report = Workbench().phase()
     if as_json:
-        return _print_json(report)
-    console = _console()
-    console.print(f"[bold]phase {report['phase']}: {report['name']}[/]")
+        return print_json(report)
+    out = console()
+    out.print(f"[bold]phase {report.phase}: {report.name}[/]")
+    if report.phases:
+        steps = [
+            f"[bold]{p.phase}. {p.name}[/]" if p.phase <= report.phase else f"{p.phase}. {p.name}"
+            for p in report.phases
+        ]
+        out.print("phases: " + " -> ".join(steps), soft_wrap=True)
     table = Table("phase", "item", "", "evidence", "next step")
-    for i in report["items"]:
-        table.add_row(
-            str(i["phase"]), i["title"], "[green]✓[/]" if i["ok"] else "[red]✗[/]", i["evidence"], i["next_step"]
-        )
-    console.print(table)
-    console.print(f"next: {escape(report['next_step'])}", soft_wrap=True)
+    for i in report.items:
+        ok = "[green]✓[/]" if i.ok else "[red]✗[/]"
+        table.add_row(str(i.phase), i.title, ok, str(i.evidence or ""), i.next_step or "")
+    out.print(table)
+    out.print(f"next: {escape(report.next_step or '')}", soft_wrap=True)
 
 # %% ../../nbs/cli/55_monitoring.ipynb #89dce897
 def _retraining_line(r: dict) -> str:
@@ -102,16 +84,14 @@ def monitor(
     a champion without a drift reference or a retrained model without its contract."""
     from rich.markup import escape
 
-    from aiworkbench.monitoring.monitor import monitor as run_monitor
-
-    result = run_monitor(name, retrain=retrain)
+    result = Workbench().monitor(name, retrain=retrain)
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
-        console = _console()
+        out = console()
         colour = {"drift": "red", "no drift": "green"}.get(result["verdict"], "yellow")
-        console.print(f"[{colour}]{result['verdict']}[/]: {escape(result['message'])}", soft_wrap=True)
-        console.print(f"report: {result['report']['html'] or result['report']['json']}", soft_wrap=True)
+        out.print(f"[{colour}]{result['verdict']}[/]: {escape(result['message'])}", soft_wrap=True)
+        out.print(f"report: {result['report']['html'] or result['report']['json']}", soft_wrap=True)
         if "retraining" in result:
-            console.print(escape(_retraining_line(result["retraining"])), soft_wrap=True)
+            out.print(escape(_retraining_line(result["retraining"])), soft_wrap=True)
     raise typer.Exit(1 if result["verdict"] == "drift" else 0)

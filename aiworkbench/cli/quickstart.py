@@ -13,8 +13,10 @@ from typing import Any
 
 from rich.console import Console
 
-from ..config import Settings, load_settings
-from ..project import _notebook, init_project, retrain_cells
+from .output import plain
+from ..config import Settings
+from ..project import notebook_source, retrain_cells
+from ..workbench import Workbench
 
 # %% auto #0
 __all__ = ['Stage', 'BATCH_FAULTS', 'MODEL_NAME', 'RECIPES', 'STAGES', 'Context', 'stage_data', 'stage_train', 'stage_registry',
@@ -23,11 +25,15 @@ __all__ = ['Stage', 'BATCH_FAULTS', 'MODEL_NAME', 'RECIPES', 'STAGES', 'Context'
 # %% ../../nbs/cli/56_quickstart.ipynb #11aa6059
 @dataclass
 class Context:
-    "What stages share: the project's settings, the console, and what earlier stages produced."
+    "What stages share: the project's Workbench, the console, and what earlier stages produced."
 
-    settings: Settings
+    wb: Workbench
     console: Console
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.wb.settings
 
 
 Stage = Callable[[Context], dict]
@@ -46,17 +52,14 @@ def stage_data(ctx: Context) -> dict:
     "Dataset, contract, validation, and a quarantined incoming batch."
     from sklearn.datasets import load_breast_cancer
 
-    from aiworkbench.contracts import infer_contract
-    from aiworkbench.datasets import fingerprint, read_table, record_validation
-
-    s = ctx.settings
+    wb, s = ctx.wb, ctx.settings
     data_dir, contracts_dir = s.path(s.paths.data_dir), s.path(s.paths.contracts_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     frame = load_breast_cancer(as_frame=True).frame
     dataset = data_dir / "breast_cancer.csv"
     frame.to_csv(dataset, index=False)
-    df = read_table(dataset)
-    contract = infer_contract(df, "breast_cancer", target="target")
+    df = wb.data.read(dataset)
+    contract = wb.data.infer(df, name="breast_cancer", target="target")
     for name in contract.features:  # what we know beyond the sample: measurements are never negative, no cap known
         contract.columns[name] = contract.columns[name].model_copy(update={"min": 0.0, "max": None})
     contract_path = contract.save(contracts_dir / "breast_cancer.yaml")
@@ -64,20 +67,17 @@ def stage_data(ctx: Context) -> dict:
     retrain.parent.mkdir(parents=True, exist_ok=True)
     epochs, seed = RECIPES["retrain"]
     cells = retrain_cells(MODEL_NAME, "data/breast_cancer.csv", "contracts/breast_cancer.yaml", epochs, seed)
-    retrain.write_text(_notebook(cells))
-    report = contract.validate(df, source=str(dataset))
-    record_validation(report, settings=s)
+    retrain.write_text(notebook_source(cells))
+    report = wb.data.validate(dataset, contract)  # recorded in the project's validation history
     batch = df.sample(40, random_state=7).reset_index(drop=True).astype(object)
     for row, column, value in BATCH_FAULTS:
         batch.loc[row, column] = value
     batch_path = data_dir / "incoming_batch.csv"
     batch.to_csv(batch_path, index=False)
-    good, bad = result = contract.split(
-        read_table(batch_path, contract), quarantine_dir=s.state_dir / "quarantine", source=str(batch_path)
-    )
-    title = f"incoming batch: {len(bad)} of {len(batch)} rows quarantined"
-    ctx.console.print(result.report.to_rich(title=title))
-    fp = fingerprint(df, contract)
+    checked = wb.data.validate(batch_path, contract, quarantine=s.state_dir / "quarantine", record=False)
+    title = f"incoming batch: {checked.n_bad} of {len(batch)} rows quarantined"
+    ctx.console.print(checked.to_rich(title=title))
+    fp = wb.data.fingerprint(df, contract)
     ctx.state.update(dataset=dataset, contract=contract, data=df, fingerprint=fp)
     return {
         "dataset": str(dataset),
@@ -88,10 +88,10 @@ def stage_data(ctx: Context) -> dict:
         "fingerprint": fp,
         "batch": {
             "rows": len(batch),
-            "good": len(good),
-            "bad": len(bad),
-            "failures": result.report.to_dict()["failures"],
-            "quarantine": result.report.quarantine,
+            "good": checked.n_good,
+            "bad": checked.n_bad,
+            "failures": checked.to_dict()["failures"],
+            "quarantine": checked.quarantine,
         },
     }
 
@@ -104,22 +104,24 @@ RECIPES = {  # (epochs, seed) of each model trained here. Training is determinis
 }
 
 
-def stage_train(ctx: Context) -> dict:
-    "Train the tabular classifier on the validated data and register it."
-    from aiworkbench.training import train_tabular
-
-    fitted = train_tabular(
+def _train(ctx: Context, recipe: str):
+    "Train the recipe's model on the validated data and register it."
+    epochs, seed = RECIPES[recipe]
+    return ctx.wb.runs.train(
         ctx.state["data"],
         ctx.state["contract"],
-        max_epochs=RECIPES["baseline"][0],
-        seed=RECIPES["baseline"][1],
+        epochs=epochs,
+        seed=seed,
         experiment="quickstart",
-        settings=ctx.settings,
         register=MODEL_NAME,
-        run_name="baseline",
-        enable_progress_bar=False,
+        run_name=recipe,
+        progress=False,
     )
-    ctx.state["baseline"] = fitted
+
+
+def stage_train(ctx: Context) -> dict:
+    "Train the tabular classifier on the validated data and register it."
+    fitted = ctx.state["baseline"] = _train(ctx, "baseline")
     val = {k: round(v, 4) for k, v in fitted.metrics.items() if k.startswith("val_")}
     ctx.console.print(
         f"  run {fitted.run_id[:12]}: {val}; registered {MODEL_NAME} v{fitted.registered['version']}", soft_wrap=True
@@ -135,34 +137,19 @@ def stage_train(ctx: Context) -> dict:
 
 def stage_registry(ctx: Context) -> dict:
     "Promote v1 to champion through a gate; a challenger must beat it to replace it."
-    from aiworkbench.registry import Gate, GateRefused, promote
-    from aiworkbench.training import train_tabular
+    from aiworkbench.gates import GateRefused
 
-    s, contract = ctx.settings, ctx.state["contract"]
+    models, contract = ctx.wb.models, ctx.state["contract"]
     first = ctx.state["baseline"].registered["version"]
-    promote(
-        MODEL_NAME,
-        first,
-        Gate(min_metrics={"val_acc": 0.85}, contract=contract),
-        reason="quickstart baseline",
-        settings=s,
-    )
-    challenger = train_tabular(
-        ctx.state["data"],
-        contract,
-        max_epochs=RECIPES["challenger"][0],
-        seed=RECIPES["challenger"][1],
-        experiment="quickstart",
-        settings=s,
-        register=MODEL_NAME,
-        run_name="challenger",
-        enable_progress_bar=False,
-    )
-    version = challenger.registered["version"]
-    promote(MODEL_NAME, version, alias="challenger", reason=f"trained with seed {RECIPES['challenger'][1]}", settings=s)
-    gate = Gate(min_metrics={"val_acc": 0.85}, beat_champion="val_loss", contract=contract)
+    floor = {"min_metrics": {"val_acc": 0.85}}
+    models.promote(MODEL_NAME, first, gate=floor, contract=contract, reason="quickstart baseline")
+    version = _train(ctx, "challenger").registered["version"]
+    models.promote(MODEL_NAME, version, alias="challenger", reason=f"trained with seed {RECIPES['challenger'][1]}")
+    gate = {**floor, "beat_champion": "val_loss"}
     try:
-        moved = promote(MODEL_NAME, version, gate, reason="challenger beat the champion", settings=s)
+        moved = plain(
+            models.promote(MODEL_NAME, version, gate=gate, contract=contract, reason="challenger beat the champion")
+        )
         outcome = f"challenger v{version} promoted to champion"
     except GateRefused as e:
         moved = {"refused": [c.__dict__ for c in e.checks if not c.passed]}
@@ -186,19 +173,16 @@ def _send(url: str, rows: list[dict], batch: int = 4) -> int:
 
 def stage_serve(ctx: Context) -> dict:
     "Package and serve the champion; send normal traffic, judge it; send drifted traffic; stop the server."
-    from aiworkbench.monitoring.monitor import monitor
-    from aiworkbench.serving.package import package, serve
-
-    s, df = ctx.settings, ctx.state["data"]
+    wb, df = ctx.wb, ctx.state["data"]
     ref = f"{MODEL_NAME}@champion"
-    packaged = package(ref, settings=s)
+    packaged = wb.serving.package(ref)
     features = df.drop(columns=ctx.state["contract"].target)
     normal = features.sample(200, random_state=11).to_dict("records")
     drifted = (features.sample(200, random_state=12) * 1.4).to_dict("records")
-    with serve(ref, settings=s) as server:
+    with wb.serving.serve(ref, port=0) as server:  # a free port
         ctx.console.print(f"  serving {ref} at {server.url} (build folder {packaged['build_dir']})", soft_wrap=True)
         sent = _send(server.url, normal)
-        calm = monitor(MODEL_NAME, settings=s, retrain=False, window_rows=len(normal))
+        calm = wb.monitor(MODEL_NAME, retrain=False, window_rows=len(normal))
         ctx.console.print(f"  {sent} normal rows served; monitor: {calm['verdict']}", soft_wrap=True)
         sent += _send(server.url, drifted)
     ctx.console.print(f"  {len(drifted)} drifted rows served; server stopped", soft_wrap=True)
@@ -210,11 +194,7 @@ def stage_monitor(ctx: Context) -> dict:
     "Judge the drifted traffic; on drift, retrain through the notebook job and gate the result."
     from rich.markup import escape
 
-    from aiworkbench.monitoring.monitor import monitor
-
-    result = monitor(
-        MODEL_NAME, settings=ctx.settings, window_rows=ctx.state["drifted_rows"]
-    )  # the latest traffic only
+    result = ctx.wb.monitor(MODEL_NAME, window_rows=ctx.state["drifted_rows"])  # the latest traffic only
     ctx.console.print(f"  {result['verdict']}: {escape(result['message'])}", soft_wrap=True)
     ctx.console.print(f"  report: {result['report']['html']}", soft_wrap=True)
     if "retraining" in result:
@@ -231,47 +211,32 @@ def stage_monitor(ctx: Context) -> dict:
 # %% ../../nbs/cli/56_quickstart.ipynb #c26028b1
 def stage_reproduce(ctx: Context) -> dict:
     "Re-execute the retraining job run and compare its metrics."
-    from aiworkbench.jobs.reproduce import reproduce
-
     retraining = ctx.state.get("retraining")
     if not retraining or retraining.get("status") != "succeeded":
         ctx.console.print("  no succeeded retraining run to reproduce")
         return {"verdict": None}
-    result = reproduce(retraining["job_run"], settings=ctx.settings)
+    result = ctx.wb.runs.reproduce(retraining["job_run"])
     ctx.console.print(f"  retraining run {retraining['job_run'][:8]} re-executed: {result['verdict']}", soft_wrap=True)
     return {"verdict": result["verdict"], "original": result["original"]["id"], "new": result["new"]["id"]}
 
 # %% ../../nbs/cli/56_quickstart.ipynb #f5df12e7
-def _shown(value: float, unit: str) -> str:
-    "A KPI value in words a person reads at a glance."
-    if unit == "days" and value < 1:
-        return f"{value * 24:.2g} hours" if value * 24 >= 1 else f"{value * 86400:.0f} seconds"
-    if unit == "":
-        return f"{value:.0%}"
-    return f"{value:.3g} {unit}"
-
-
 def stage_status(ctx: Context) -> dict:
     "Show the KPIs and the phase."
     from rich.markup import escape
     from rich.table import Table
 
-    from aiworkbench.monitoring.kpis import kpi_report
-    from aiworkbench.monitoring.phases import phase_report
-
-    kpis, phase = kpi_report(settings=ctx.settings), phase_report(settings=ctx.settings)
+    kpis, phase = ctx.wb.kpis(), ctx.wb.phase()
     table = Table("KPI", "value", "target", "status", title="KPIs")
-    for k in kpis["kpis"]:
-        value = "-" if k["value"] is None else _shown(k["value"], k["unit"])
-        table.add_row(k["title"], value, k["target"], k["status"])
+    for k in kpis.kpis:
+        table.add_row(k.title, k.shown, str(k.target), k.status)
     ctx.console.print(table)
-    done = sum(i["ok"] for i in phase["items"])
+    done = sum(i.ok for i in phase.items)
     ctx.console.print(
-        f"  phase {phase['phase']} ({phase['name']}), {done} of {len(phase['items'])} checklist items "
-        f"hold; next: {escape(phase['next_step'])}",
+        f"  phase {phase.phase} ({phase.name}), {done} of {len(phase.items)} checklist items "
+        f"hold; next: {escape(phase.next_step or '')}",
         soft_wrap=True,
     )
-    return {"kpis": kpis["kpis"], "phase": phase["phase"], "phase_name": phase["name"], "next_step": phase["next_step"]}
+    return {"kpis": plain(kpis.kpis), "phase": phase.phase, "phase_name": phase.name, "next_step": phase.next_step}
 
 
 STAGES: list[tuple[str, Stage]] = [
@@ -293,10 +258,10 @@ def quickstart(
     "Create a project and run every stage on it; returns each stage's summary."
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    root = init_project(folder, force=force)
-    console.print(f"[bold]aiworkbench quickstart[/] in {root}")
-    ctx = Context(settings=load_settings(root), console=console)
-    summary: dict[str, Any] = {"project": str(root), "stages": {}}
+    wb = Workbench.init(folder, force=force)
+    console.print(f"[bold]aiworkbench quickstart[/] in {wb.root}")
+    ctx = Context(wb=wb, console=console)
+    summary: dict[str, Any] = {"project": str(wb.root), "stages": {}}
     from aiworkbench.training import quiet
 
     for name, stage in STAGES:
@@ -307,5 +272,5 @@ def quickstart(
         console.print(f"[green]✓[/] {name} ({seconds:.1f} s)")
         summary["stages"][name] = {**result, "seconds": round(seconds, 3)}
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    console.print(f"[bold green]done[/] in {summary['seconds']:.1f} s; open the project: cd {root}")
+    console.print(f"[bold green]done[/] in {summary['seconds']:.1f} s; open the project: cd {wb.root}")
     return summary

@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonFlag, _console, _print_json, app
+from .app import JsonFlag, app
+from .output import console, print_json
+from ..workbench import Workbench
 
 # %% auto #0
 __all__ = ['package_command', 'serve_command']
@@ -23,16 +25,14 @@ def package_command(
     as_json: JsonFlag = False,
 ) -> None:
     "Package a registered model version as a BentoML service (service.py, bentofile.yaml, contract)."
-    from aiworkbench.serving.package import package
-
-    result = package(ref, out=out)
+    result = Workbench().serving.package(ref, out=out)
     if as_json:
-        return _print_json(result)
-    console = _console()
-    console.print(f"[bold]{result['name']}[/] v{result['version']} -> {result['build_dir']}", soft_wrap=True)
-    console.print(f"  BentoML model {result['bento_model']}, contract {result['contract']}", soft_wrap=True)
-    console.print(f"  serve: {result['serve_command']}", soft_wrap=True)
-    console.print(f"  build: {result['build_command']}", soft_wrap=True)
+        return print_json(result)
+    shown = console()
+    shown.print(f"[bold]{result['name']}[/] v{result['version']} -> {result['build_dir']}", soft_wrap=True)
+    shown.print(f"  BentoML model {result['bento_model']}, contract {result['contract']}", soft_wrap=True)
+    shown.print(f"  serve: {result['serve_command']}", soft_wrap=True)
+    shown.print(f"  build: {result['build_command']}", soft_wrap=True)
 
 
 @app.command("serve")
@@ -45,20 +45,14 @@ def serve_command(
     import signal
     import time
 
-    from aiworkbench.config import load_settings
-    from aiworkbench.serving.package import serve
-
-    settings = load_settings()
-    host = host or settings.serving.host
-    port = settings.serving.port if port is None else port
-    console = _console(stderr=True)
+    err = console(stderr=True)
 
     def stop(*_):
         raise KeyboardInterrupt  # SIGTERM stops the server like Ctrl-C does
 
     signal.signal(signal.SIGTERM, stop)
-    with serve(ref, port=port, host=host, settings=settings) as server:
-        console.print(f"serving {ref} at {server.url} (log: {server.log_path}); Ctrl-C stops it", soft_wrap=True)
+    with Workbench().serving.serve(ref, host=host, port=port) as server:
+        err.print(f"serving {ref} at {server.url} (log: {server.log_path}); Ctrl-C stops it", soft_wrap=True)
         print(server.url, flush=True)
         try:
             while server.process.poll() is None:
