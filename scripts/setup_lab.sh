@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the JupyterLab extension's build and browser tests need, installed only when missing:
 # Debian chromium (never a browser downloaded by a tool), the extension's npm packages (npm ci from
-# package-lock.json), the built extension, and its links into the venv so `jupyter lab` loads it.
+# package-lock.json), the built extension (its TypeScript types generated from openapi.yaml first), and its links
+# into the venv so `jupyter lab` loads it.
 # Idempotent: a second run, or a run over a broken earlier install, leaves the same working state.
 # Usage: scripts/setup_lab.sh [VENV]   (default .venv)
 set -euo pipefail
@@ -18,7 +19,8 @@ EXT=extensions/aiworkbench-lab
 if [ ! -f "$EXT/node_modules/.package-lock.json" ] || [ "$EXT/package-lock.json" -nt "$EXT/node_modules/.package-lock.json" ]; then
   (cd "$EXT" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if [ ! -f "$EXT/labextension/static/style.js" ] || [ -n "$(find "$EXT/src" "$EXT/style" "$EXT/package.json" -newer "$EXT/labextension/package.json" -print -quit)" ]; then
+# The build writes the panel's TypeScript types from openapi.yaml first (npm run build:types), then compiles and bundles.
+if [ ! -f "$EXT/labextension/static/style.js" ] || [ -n "$(find "$EXT/src" "$EXT/style" "$EXT/package.json" "$EXT/openapi.yaml" -newer "$EXT/labextension/package.json" -print -quit)" ]; then
   (cd "$EXT" && PATH="$VENV/bin:$PATH" npm run build --silent)
 fi
 # The venv's copy of the extension becomes a link to the build, as `jupyter labextension develop --overwrite` does.

@@ -78,9 +78,9 @@ def test_make_lab_ext_leaves_the_extension_listed_in_the_venv(tmp_path):
     listing = run([Path(sys.executable).parent / "jupyter", "labextension", "list"], tmp_path)
     assert LISTED.search(section(listing, Path(sys.prefix) / "share" / "jupyter" / "labextensions")), listing
     servers = run([Path(sys.executable).parent / "jupyter", "server", "extension", "list"], tmp_path)
-    assert re.search(r"aiworkbench\.server enabled", servers) and re.search(r"aiworkbench\.server\s+OK", servers), (
-        servers
-    )
+    assert re.search(r"aiworkbench\.lab\.extension enabled", servers) and re.search(
+        r"aiworkbench\.lab\.extension\s+OK", servers
+    ), servers
     installed = installed_labextension()
     assert installed.is_symlink() and installed.resolve() == BUILD.resolve(), f"{installed} is not a link to {BUILD}"
     load = json.loads((installed / "package.json").read_text())["jupyterlab"]["_build"]["load"]
@@ -171,10 +171,10 @@ def test_wheel_installed_non_editable_lists_the_extension(wheel_env, tmp_path):
     found = LISTED.search(section(listing, labext.parent))
     assert found and found.group("python"), listing  # installed by the Python package `aiworkbench`
     servers = run([wheel_env, "-m", "jupyter_server.extension.serverextension", "list"], tmp_path)
-    assert re.search(rf"Config dir: {re.escape(str(prefix))}/etc/jupyter\n\s+aiworkbench\.server enabled", servers), (
-        servers
-    )
-    assert re.search(r"aiworkbench\.server\s+OK", servers), servers
+    assert re.search(
+        rf"Config dir: {re.escape(str(prefix))}/etc/jupyter\n\s+aiworkbench\.lab\.extension enabled", servers
+    ), servers
+    assert re.search(r"aiworkbench\.lab\.extension\s+OK", servers), servers
 
 
 def test_wheel_install_shows_the_panel_in_plain_jupyter_lab(wheel_env, tmp_path):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..errors import WorkbenchError
+from ..workbench import Workbench
 
 # %% auto #0
 __all__ = ['STATUS_COLOURS', 'PhasePanel', 'KpiPanel']
@@ -22,26 +24,40 @@ STATUS_COLOURS = {"ok": "#2e7d32", "breach": "#c62828", "no data": "#757575"}
 
 # %% ../../nbs/lab/45_widgets.ipynb #44298969
 class _Panel(widgets.VBox):
-    "A titled panel that renders one library report and shows its errors."
+    "A titled panel that renders one report of the facade and shows its errors."
 
     title = ""
 
-    def __init__(self, settings: Settings | None = None, report: Callable[[Settings], dict] | None = None):
+    def __init__(
+        self,
+        project: Workbench | str | Path | None = None,  # a Workbench or a project folder; None: around the cwd
+        *,
+        report: Callable[[Workbench], Any] | None = None,  # what to render (default: `library_report`)
+        settings: Settings | None = None,  # already loaded settings of the project
+    ):
         self.header = widgets.HTML(f"<b>{self.title}</b>")
         self.body = widgets.HTML()
         self.button = widgets.Button(description="Refresh", icon="refresh", layout=widgets.Layout(width="auto"))
         self.button.on_click(lambda _: self.refresh())
         super().__init__([widgets.HBox([self.header, self.button]), self.body])
-        self.settings = settings
-        self.report = report or self.library_report()
+        self.project, self.settings = project, settings
+        self.report = report or self.library_report
         self.data: dict | None = None
         self.error: dict | None = None
         self.refresh()
 
+    def workbench(self) -> Workbench:
+        "The project's Workbench: the one given, else a fresh one, so a refresh reads `settings.ini` again."
+        if isinstance(self.project, Workbench):
+            return self.project
+        return Workbench(self.project, settings=self.settings)
+
     def refresh(self) -> None:
-        "Ask the library again and re-render."
+        "Ask the facade again and re-render."
         try:
-            self.data, self.error = self.report(self.settings or load_settings()), None
+            result = self.report(self.workbench())
+            dumped = result.model_dump(mode="json", by_alias=True) if hasattr(result, "model_dump") else result
+            self.data, self.error = dumped, None
         except WorkbenchError as e:
             self.data, self.error = None, e.to_dict()
         self.body.value = self.render_error() if self.error else self.render(self.data)
@@ -52,8 +68,8 @@ class _Panel(widgets.VBox):
         colour = "#757575" if e["status"] == 404 else "#c62828"
         return f'<div class="{kind}" style="color:{colour}">{html.escape(e["message"])}</div>'
 
-    def library_report(self) -> Callable[[Settings], dict]:
-        "The library function this panel renders (imported when a panel is built, so the module stays light)."
+    def library_report(self, wb: Workbench) -> Any:
+        "The facade's report this panel renders."
         raise NotImplementedError
 
     def render(self, data: dict) -> str:
@@ -65,10 +81,8 @@ class PhasePanel(_Panel):
 
     title = "Phase"
 
-    def library_report(self) -> Callable[[Settings], dict]:
-        from aiworkbench.monitoring.phases import phase_report
-
-        return phase_report
+    def library_report(self, wb: Workbench) -> Any:
+        return wb.phase()
 
     def render(self, data: dict) -> str:
         rows = "".join(
@@ -90,21 +104,16 @@ class KpiPanel(_Panel):
 
     title = "KPIs"
 
-    def library_report(self) -> Callable[[Settings], dict]:
-        from aiworkbench.monitoring.kpis import kpi_report
-
-        return kpi_report
+    def library_report(self, wb: Workbench) -> Any:
+        return wb.kpis()
 
     def render(self, data: dict) -> str:
-        def value(k: dict) -> str:
-            v = k.get("value")
-            return "—" if v is None else f"{v:.3g}" + (f" {k['unit']}" if k.get("unit") else "")
-
         rows = "".join(
-            f'<tr data-kpi="{html.escape(k["key"])}"><td>{html.escape(k["title"])}</td><td>{value(k)}</td>'
+            f'<tr data-kpi="{html.escape(k["key"])}"><td>{html.escape(k["title"])}</td>'
+            f"<td>{html.escape(k['shown'])}</td>"
             f"<td>target {html.escape(str(k.get('target', '—')))}</td>"
             f'<td style="color:{STATUS_COLOURS.get(k["status"], "#000")};font-weight:bold">{k["status"]}</td>'
-            f"<td>{html.escape(str(k.get('trend') or ''))}</td></tr>"
+            f"<td>{html.escape(k['trend_shown'])}</td></tr>"
             for k in data.get("kpis", [])
         )
         window = f" (last {data['window_days']:g} days)" if data.get("window_days") else ""

@@ -27,18 +27,20 @@ def lab(tmp_path_factory):
 
 def test_panel_phase_kpis_promote_rollback_and_run_as_job(lab):
     base, token = lab
+    shown = [k["shown"] for k in api(base, token, "kpis")["kpis"]]  # before the promotions move deployment_cycle
     got = drive(base, token, SHOTS)
     phase, kpis = api(base, token, "phase"), api(base, token, "kpis")  # a 404 here is a failure
     assert got["phase_kpi_gaps"] == [], got["phase_kpi_gaps"]
     assert got["phase_number"] == [str(phase["phase"])]
     assert f"Phase {phase['phase']}: {phase['name']}" in got["phase_text"]
-    for p in (1, 2, 3, 4):  # each group's summary counts what the API says; the next phase's group is open
+    for p, name in [(x["phase"], x["name"]) for x in phase["phases"]]:  # each group: its name and count from the API
         items = [item for item in phase["items"] if item["phase"] == p]
-        assert f"{p}. " in got["phase_text"] and f"({sum(i['ok'] for i in items)}/{len(items)})" in got["phase_text"]
+        assert f"{p}. {name} ({sum(i['ok'] for i in items)}/{len(items)})" in got["phase_text"], got["phase_text"]
         if p == phase["phase"] + 1:
             assert all(item["title"] in got["phase_text"] for item in items), got["phase_text"]
     assert kpis["kpis"] and got["kpi_keys"] == [k["key"] for k in kpis["kpis"]]
     assert all(k["title"] in got["kpis_text"] for k in kpis["kpis"])
+    assert all(f"\n{s} · target" in got["kpis_text"] for s in shown), (shown, got["kpis_text"])  # the library's words
     assert "[object Object]" not in got["kpis_text"]
     assert (got["alias_before"], got["alias_after_promote"], got["alias_after_rollback"]) == (
         "champion@v1",

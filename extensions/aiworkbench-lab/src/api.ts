@@ -1,13 +1,22 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-/** An error the REST API answered: its status, message and the field it names. */
+import type { components } from './openapi';
+
+/** One check of a promotion gate, as a refused promotion (409) lists them. */
+export interface GateCheck {
+  name: string;
+  passed: boolean;
+  detail: string;
+}
+
+/** An error the REST API answered (an `ErrorResponse`): its status, message and the field it names. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly field?: string,
-    readonly checks?: { name: string; passed: boolean; detail: string }[]
+    readonly field?: string | null,
+    readonly checks?: GateCheck[] | null
   ) {
     super(message);
   }
@@ -24,22 +33,30 @@ export async function requestAPI<T>(endpoint: string, init: RequestInit = {}): P
     throw new ApiError(0, `the Jupyter server did not answer: ${error}`);
   }
   const text = await response.text();
-  let data: any = text;
+  let data: unknown = text;
   try {
     data = text ? JSON.parse(text) : {};
   } catch {
     // not JSON: keep the text for the message
   }
   if (!response.ok) {
-    const message =
-      typeof data === 'object' && data.message ? data.message : `${response.status} ${text}`;
-    throw new ApiError(response.status, message, data?.field, data?.checks);
+    const error = typeof data === 'object' && data ? (data as Partial<ErrorResponse>) : {};
+    const message = error.message || `${response.status} ${text}`;
+    throw new ApiError(
+      response.status,
+      message,
+      error.field,
+      error.checks as unknown as GateCheck[] | null | undefined
+    );
   }
   return data as T;
 }
 
-/** POST a JSON body. */
-export function postAPI<T>(endpoint: string, body: unknown): Promise<T> {
+/** POST a JSON body (a request model of the API). */
+export function postAPI<T>(
+  endpoint: string,
+  body: PromoteModel | RollbackModel | CreateJob | RunJob | Record<string, never>
+): Promise<T> {
   return requestAPI<T>(endpoint, { method: 'POST', body: JSON.stringify(body) });
 }
 
@@ -49,53 +66,20 @@ export function apiUrl(endpoint: string): string {
   return URLExt.join(settings.baseUrl, 'aiworkbench', 'api', endpoint);
 }
 
-export interface PhaseItem {
-  phase: number;
-  key: string;
-  title: string;
-  ok: boolean;
-  evidence?: unknown;
-  next_step?: string | null;
-}
-export interface Phase {
-  phase: number;
-  name: string;
-  items: PhaseItem[];
-  next_step?: string | null;
-}
-export interface Kpi {
-  key: string;
-  title: string;
-  value: number | null;
-  unit?: string | null;
-  target?: unknown;
-  status: 'ok' | 'breach' | 'no data';
-  evidence?: unknown;
-  trend?: unknown;
-}
-export interface Kpis {
-  kpis: Kpi[];
-  window_days?: number;
-}
-export interface ModelSummary {
-  name: string;
-  versions: number;
-  latest: number | null;
-  aliases: Record<string, number>;
-}
-export interface JobRun {
-  id: string;
-  job_name: string;
-  status: string;
-  attempt: number;
-  queued_at: number;
-  finished_at?: number | null;
-  error_message?: string | null;
-}
-export interface Job {
-  id: string;
-  name: string;
-  notebook: string;
-  cron?: string | null;
-  last_run?: { id: string; status: string; queued_at: number } | null;
-}
+/** The REST API's models, generated from openapi.yaml into ./openapi.d.ts (`npm run build:types`). */
+type Schemas = components['schemas'];
+export type Phase = Schemas['ShowPhaseResponse'];
+export type Kpis = Schemas['ListKpisResponse'];
+export type Kpi = Schemas['Kpi'];
+export type Models = Schemas['ListModelsResponse'];
+export type ModelSummary = Schemas['ModelSummary'];
+export type PromoteModel = Schemas['PromoteModel'];
+export type RollbackModel = Schemas['RollbackModel'];
+export type Jobs = Schemas['ListJobsResponse'];
+export type Job = Schemas['Job'];
+export type CreateJob = Schemas['CreateJob'];
+export type RunJob = Schemas['RunJob'];
+export type JobRuns = Schemas['ListJobRunsResponse'];
+export type JobRun = Schemas['JobRun'];
+export type NotebookParameters = Schemas['ShowNotebookParametersResponse'];
+export type ErrorResponse = Schemas['ErrorResponse'];

@@ -6,8 +6,10 @@ import {
   ApiError,
   apiUrl,
   Job,
-  JobRun,
+  JobRuns,
+  Jobs,
   Kpis,
+  Models,
   ModelSummary,
   Phase,
   postAPI,
@@ -57,13 +59,6 @@ function NoData({ error, what }: { error?: ApiError; what: string }): JSX.Elemen
   return <ErrorLine error={error} />;
 }
 
-const PHASE_NAMES: Record<number, string> = {
-  1: 'Prototype',
-  2: 'Production hardening',
-  3: 'Enterprise scale',
-  4: 'Optimization'
-};
-
 function PhaseSection({ tick }: { tick: number }): JSX.Element {
   const { data, error } = useApi<Phase>('phase', tick);
   return (
@@ -78,7 +73,7 @@ function PhaseSection({ tick }: { tick: number }): JSX.Element {
             Phase <span className="aiwb-phase-number">{data.phase}</span>: {data.name}
           </div>
           {data.next_step ? <div className="aiwb-next-step">Next: {data.next_step}</div> : null}
-          {[1, 2, 3, 4].map(p => {
+          {data.phases.map(({ phase: p, name }) => {
             const items = data.items.filter(item => item.phase === p);
             const done = items.filter(item => item.ok).length;
             return (
@@ -87,7 +82,7 @@ function PhaseSection({ tick }: { tick: number }): JSX.Element {
                   <span className={done === items.length ? 'aiwb-ok' : 'aiwb-todo'}>
                     <span className="aiwb-mark">{done === items.length ? '✔' : '○'}</span>
                   </span>{' '}
-                  {p}. {PHASE_NAMES[p]} ({done}/{items.length})
+                  {p}. {name} ({done}/{items.length})
                 </summary>
                 <ul className="aiwb-checklist">
                   {items.map(item => (
@@ -113,35 +108,6 @@ function PhaseSection({ tick }: { tick: number }): JSX.Element {
   );
 }
 
-/** A KPI value in words a person reads at a glance (mirrors the CLI). */
-function formatValue(value: number | null, unit?: string | null): string {
-  if (value === null || value === undefined) {
-    return '—';
-  }
-  if (unit === 'days' && value < 1) {
-    const hours = value * 24;
-    return hours >= 1 ? `${hours.toPrecision(2)} hours` : `${Math.round(value * 86400)} seconds`;
-  }
-  if (!unit) {
-    return `${(value * 100).toFixed(0)}%`;
-  }
-  if (unit === 'USD') {
-    return `$${value.toPrecision(3)}`;
-  }
-  const shown = Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3);
-  return `${shown} ${unit}`;
-}
-
-function formatTrend(trend: unknown): string {
-  if (!trend || typeof trend !== 'object') {
-    return '';
-  }
-  const change = (trend as { change?: number }).change;
-  return typeof change === 'number'
-    ? `${change >= 0 ? '+' : ''}${(change * 100).toFixed(0)}% vs previous`
-    : '';
-}
-
 function KpiSection({ tick }: { tick: number }): JSX.Element {
   const { data, error } = useApi<Kpis>('kpis', tick);
   return (
@@ -163,9 +129,9 @@ function KpiSection({ tick }: { tick: number }): JSX.Element {
                 <span className="aiwb-kpi-status">{k.status}</span>
               </div>
               <div className="aiwb-kpi-line">
-                <span className="aiwb-kpi-value">{formatValue(k.value, k.unit)}</span>
+                <span className="aiwb-kpi-value">{k.shown}</span>
                 <span className="aiwb-kpi-target"> · target {String(k.target ?? '—')}</span>
-                <span className="aiwb-kpi-trend"> {formatTrend(k.trend)}</span>
+                <span className="aiwb-kpi-trend"> {k.trend_shown}</span>
               </div>
             </div>
           ))}
@@ -177,7 +143,7 @@ function KpiSection({ tick }: { tick: number }): JSX.Element {
 }
 
 function ModelsSection({ tick, refresh }: { tick: number; refresh: () => void }): JSX.Element {
-  const { data, error } = useApi<{ models: ModelSummary[] }>('models', tick);
+  const { data, error } = useApi<Models>('models', tick);
   const [actionError, setActionError] = React.useState<ApiError | undefined>();
 
   const promote = async (m: ModelSummary): Promise<void> => {
@@ -287,10 +253,7 @@ function ModelsSection({ tick, refresh }: { tick: number; refresh: () => void })
 }
 
 function JobRuns({ job, tick }: { job: string; tick: number }): JSX.Element {
-  const { data, error } = useApi<{ runs: JobRun[] }>(
-    `jobs/${encodeURIComponent(job)}/runs?limit=5`,
-    tick
-  );
+  const { data, error } = useApi<JobRuns>(`jobs/${encodeURIComponent(job)}/runs?limit=5`, tick);
   return (
     <ul className="aiwb-job-runs">
       <ErrorLine error={error} />
@@ -298,7 +261,7 @@ function JobRuns({ job, tick }: { job: string; tick: number }): JSX.Element {
         <li key={r.id} className={`aiwb-job-run aiwb-run-${r.status}`} data-run={r.id}>
           {new Date(r.queued_at * 1000).toLocaleString()}{' '}
           <b className="aiwb-run-status">{r.status}</b>{' '}
-          {['succeeded', 'failed', 'timed_out', 'cancelled'].includes(r.status) ? (
+          {r.finished ? (
             <a
               href={apiUrl(`job-runs/${r.id}/output?format=html`)}
               target="_blank"
@@ -315,7 +278,7 @@ function JobRuns({ job, tick }: { job: string; tick: number }): JSX.Element {
 }
 
 function JobsSection({ tick, refresh }: { tick: number; refresh: () => void }): JSX.Element {
-  const { data, error } = useApi<{ jobs: Job[] }>('jobs', tick);
+  const { data, error } = useApi<Jobs>('jobs', tick);
   const [actionError, setActionError] = React.useState<ApiError | undefined>();
   const act = async (job: Job, what: 'run' | 'cancel'): Promise<void> => {
     try {

@@ -3,21 +3,7 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ApiError, postAPI, requestAPI } from './api';
-
-interface JobRequest {
-  name: string;
-  notebook: string;
-  parameters: Record<string, unknown>;
-  cron?: string;
-  timezone: string;
-}
-
-interface NotebookParameters {
-  path: string;
-  parameters: Record<string, unknown>;
-  types: Record<string, string>;
-}
+import { ApiError, CreateJob, NotebookParameters, postAPI, requestAPI } from './api';
 
 /** The form: job name, one field per parameter (pre-filled with the notebook's defaults), an optional cron. */
 export class RunAsJobForm extends ReactWidget {
@@ -30,7 +16,7 @@ export class RunAsJobForm extends ReactWidget {
   }
 
   /** The job to create (read by the dialog before it closes), or the error naming a field that does not read. */
-  getValue(): { job?: JobRequest; error?: ApiError } {
+  getValue(): { job?: CreateJob; error?: ApiError } {
     try {
       return { job: this.read() };
     } catch (e) {
@@ -38,7 +24,7 @@ export class RunAsJobForm extends ReactWidget {
     }
   }
 
-  private read(): JobRequest {
+  private read(): CreateJob {
     const field = (name: string) =>
       this.node.querySelector<HTMLInputElement>(`[name="${name}"]`)!.value;
     const parameters: Record<string, unknown> = {};
