@@ -34,6 +34,8 @@ lab: lab-ext
 lint: $(STAMP)
 	$(BIN)/ruff check nbs tests bench
 	$(BIN)/ruff format --check nbs tests bench
+	# the exported package too: an import that only a notebook's test cell uses is dead code there
+	$(BIN)/ruff check --select F,E9 aiworkbench
 
 # nbs/ is the source: exporting must reproduce aiworkbench/ exactly, and library notebooks carry no outputs.
 export-check: $(STAMP)
@@ -47,7 +49,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev-test --skip-folder-re '^(tutorials|[_.].*)$$' --flags slow
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 
 tutorials: $(STAMP)
 	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider nbs/tutorials
