@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256
 DEMO_DIR ?= quickstart-project
 LAB_ROOT ?= $(DEMO_DIR)
 
-.PHONY: demo test lint export-check nbtest pytest tutorials bench clean lab lab-ext
+.PHONY: demo test lint export-check nbtest pytest tutorials bench clean lab lab-ext team-setup
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,11 @@ export-check: $(STAMP)
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --skip-folder-re '^(tutorials|[_.].*)$$' --flags slow
 
-pytest: $(STAMP)
+# Debian PostgreSQL if missing (what `aiwb team up` runs; tests/test_team.py starts it)
+team-setup:
+	bash scripts/setup_team.sh
+
+pytest: $(STAMP) team-setup
 	$(BIN)/pytest -q --durations=15 tests
 
 tutorials: $(STAMP)

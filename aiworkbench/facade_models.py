@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .facade import Namespace, result_model
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     )
 
 # %% auto #0
-__all__ = ['Models', 'Serving']
+__all__ = ['Models', 'Serving', 'Team']
 
 # %% ../nbs/41b_facade_models.ipynb #d5a3b7e0
 class Models(Namespace):
@@ -120,3 +120,33 @@ class Serving(Namespace):
         return serve(
             ref, port=s.port if port is None else port, host=host or s.host, timeout=timeout, settings=self.settings
         )
+
+# %% ../nbs/41b_facade_models.ipynb #7e1a4c91
+class Team(Namespace):
+    "A team's servers on this machine, for a try-out: PostgreSQL and an MLflow tracking server on it (`aiwb team`)."
+
+    def _where(self, dir: str | Path | None) -> dict:
+        if dir is not None:
+            return {"dir": dir}
+        try:
+            return {"settings": self.settings}
+        except NotFound:
+            return {}  # `team_dir` names what is missing: a project, or --dir
+
+    def up(self, dir: str | Path | None = None, port_db: int = 0, port_mlflow: int = 0) -> dict:
+        "Start PostgreSQL and an MLflow server on it in `dir` (default `<state_dir>/team`), or find them running."
+        from aiworkbench.team.servers import team_up
+
+        return team_up(port_db=port_db, port_mlflow=port_mlflow, **self._where(dir))
+
+    def status(self, dir: str | Path | None = None) -> dict:
+        "What runs where; `up` is true when both servers answer."
+        from aiworkbench.team.servers import team_status
+
+        return team_status(**self._where(dir))
+
+    def down(self, dir: str | Path | None = None) -> dict:
+        "Stop the MLflow server, then PostgreSQL (a no-op when they do not run)."
+        from aiworkbench.team.servers import team_down
+
+        return team_down(**self._where(dir))

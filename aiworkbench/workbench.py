@@ -13,7 +13,7 @@ from .config import Settings, load_settings
 from .errors import WorkbenchError
 from .facade import Data, Runs, result_model
 from .facade_jobs import Jobs
-from .facade_models import Models, Serving
+from .facade_models import Models, Serving, Team
 
 if TYPE_CHECKING:
     from aiworkbench.results import ListKpisResponse, ShowPhaseResponse
@@ -25,7 +25,8 @@ __all__ = ['Workbench']
 class Workbench:
     """One project's workbench: its settings, MLflow client and job store, and the library in namespaces.
 
-    `wb.data`, `wb.runs`, `wb.models`, `wb.jobs`, `wb.serving`; `wb.monitor(name)`, `wb.kpis()`, `wb.phase()`.
+    `wb.data`, `wb.runs`, `wb.models`, `wb.jobs`, `wb.serving`, `wb.team`;
+    `wb.monitor(name)`, `wb.kpis()`, `wb.phase()`.
     Results are the pydantic models of `aiworkbench.results`, the ones the REST API answers."""
 
     def __init__(
@@ -36,7 +37,7 @@ class Workbench:
     ):
         self._root, self._settings = root, settings
         self.data, self.runs, self.models = Data(self), Runs(self), Models(self)
-        self.jobs, self.serving = Jobs(self), Serving(self)
+        self.jobs, self.serving, self.team = Jobs(self), Serving(self), Team(self)
 
     @classmethod
     def init(cls, folder: str | Path, *, name: str | None = None, force: bool = False) -> Workbench:

@@ -18,12 +18,12 @@ PKG = Path(__file__).parents[1] / "aiworkbench"
 # The core is the lifecycle's first half; the rooms its second half; results + facade above them; the surfaces on top.
 LAYERS = [
     {"core"},
-    {"jobs", "serving", "monitoring"},
+    {"jobs", "serving", "monitoring", "team"},
     {"facade"},
     {"lab", "cli"},
 ]
 # rooms of one layer may import each other only in this direction (a circle between rooms is caught anyway)
-SIDEWAYS = {("monitoring", "jobs"), ("serving", "monitoring")}
+SIDEWAYS = {("monitoring", "jobs"), ("serving", "monitoring"), ("team", "jobs")}
 HEAVY = ("torch", "lightning", "pytorch_lightning")
 LIGHT = [  # modules that list, check or show, and so must not load torch or lightning
     "aiworkbench.registry",
