@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -105,7 +106,8 @@ def test_a_second_up_is_a_no_op(team):
     assert lines[1].startswith("MLflow:     already running, pid " + str(team["up"]["mlflow"]["pid"]))
     assert f"uri = {team['up']['settings']['tracking.uri']}" in lines
     assert f"store = {team['up']['settings']['jobs.store']}" in lines
-    assert "not read by this version" in r.stdout
+    assert urlsplit(team["up"]["settings"]["jobs.store"]).password is None  # the password stays in the pgpass file
+    assert f"export PGPASSFILE={team['up']['pgpass']}" in r.stdout
 
 
 def test_down(team):

@@ -27,8 +27,8 @@ DirOption = Annotated[
     Path | None, typer.Option("--dir", help="Folder of the servers' data and logs (default: <state_dir>/team).")
 ]
 JOBS_STORE_NOTE = (
-    "note: `[jobs] store` is not read by this version of the workbench yet (jobs stay in the project's SQLite "
-    "store); the role's password is in {pgpass} (export PGPASSFILE={pgpass} for psql or psycopg)"
+    "the role's password is in {pgpass}: export PGPASSFILE={pgpass} where the workbench, psql or psycopg "
+    "connect to `[jobs] store` (the URI carries no password)"
 )
 
 
