@@ -1,14 +1,19 @@
 """Serving benchmark: the breast-cancer MLP behind (a) a minimal uvicorn + starlette app (the reference), (b) a
-hand-written BentoML service with BentoML's defaults, (c) the service `aiwb package` generates (request log on),
-(d) `mlflow models serve`; each on 127.0.0.1 with one worker; and (c) again under mixed traffic, one request in
+hand-written BentoML service with BentoML's defaults, (c) the service `aiwb package` generates (TorchScript runtime,
+request log on), (d) `mlflow models serve`; each on 127.0.0.1 with one worker; (cn) the same service with its request
+log off (`AIWB_REQUEST_LOG=off`: what logging costs); and (c) again under mixed traffic, one request in
 five bad (missing field, wrong type, out of range, empty batch, not JSON, wrong content type), where `err` counts
-every answer other than the expected one (200, or the 4xx naming the fault). Load comes from a bounded closed-loop
+every answer other than the expected one (200, or the 4xx naming the fault); (o) the same service with the ONNX
+runtime (`--runtime onnx`); (s) with a challenger in the shadow (`--shadow challenger`); then `--swaps N`
+alias moves while c=8 load runs against a service that follows its alias (failed requests, p99 during vs
+before). Load comes from a bounded closed-loop
 asyncio client (aiohttp) in its own process. Prints p50/p95/p99 latency, req/s and the ratios to (a); the last line
 starts with `ratio`.
 
-    python bench/serve.py                       # 10 s per concurrency level, c = 1, 8, 32; variants a,b,c,cm,d
+    python bench/serve.py                       # 10 s per level, c = 1, 8, 32; variants a,b,c,cn,cm,o,s,d; 10 swaps
     python bench/serve.py --seconds 1 --concurrency 1,8 --variants a,c     # a smoke run
     python bench/serve.py --variants a,c,c0 --after-load   # what batching buys
+    python bench/serve.py --variants c,s --concurrency 8 --repeat 5   # on a busy machine: medians of 5 turns
 """
 
 from __future__ import annotations
@@ -148,6 +153,14 @@ def mixed_bodies(ctx: dict) -> list:
     return [b for one in bad for b in [good] * 4 + [one]]
 
 
+def median_of(runs: list[dict]) -> dict:
+    "The median of each measure over repeated runs (the errors summed)."
+    if len(runs) == 1:
+        return runs[0]
+    out = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in ("rps", "p50", "p95", "p99")}
+    return out | {"n": sum(r["n"] for r in runs), "errors": sum(r["errors"] for r in runs)}
+
+
 def run_client(url: str, bodies: list, concurrency: int, seconds: float) -> dict:
     "The load client in a process of its own: server and client do not share an interpreter."
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -205,8 +218,9 @@ def prepare(work: Path) -> dict:
     from aiworkbench.config import load_settings
     from aiworkbench.contracts import infer_contract
     from aiworkbench.project import init_project
-    from aiworkbench.registry import promote
-    from aiworkbench.serving.package import bentoml_env, package
+    from aiworkbench.registry import promote, register_model
+    from aiworkbench.serving.artifacts import bentoml_env
+    from aiworkbench.serving.package import package
     from aiworkbench.training import train_tabular
 
     root = init_project(work / "project", force=True)
@@ -217,7 +231,9 @@ def prepare(work: Path) -> dict:
         df, contract, max_epochs=2, settings=settings, register="breast_cancer", enable_progress_bar=False
     )
     promote("breast_cancer", fit.registered["version"], settings=settings)
-    packaged = package("breast_cancer@champion", settings=settings)
+    second = register_model(fit.model_uri, "breast_cancer", settings=settings)["version"]  # same weights: a challenger
+    promote("breast_cancer", second, alias="challenger", settings=settings)
+    packaged = package("breast_cancer@champion", runtime="torchscript", settings=settings)
     env = bentoml_env(settings=settings)
     model_ts = Path(env["BENTOML_HOME"]) / "models" / "breast_cancer" / f"v{packaged['version']}" / "model.ts"
     row = json.loads(df.drop(columns="target").iloc[[0]].to_json(orient="records"))[0]
@@ -229,7 +245,25 @@ def prepare(work: Path) -> dict:
         "row": row,
         "features": list(row),
         "version": packaged["version"],
+        "challenger": int(second),
     }
+
+
+BUILDS = {  # variant -> what `aiwb package` is given: (c) served again with one option changed
+    "o": {"runtime": "onnx"},
+    "s": {"shadow": "challenger", "runtime": "torchscript"},
+    "f": {"follow": True, "runtime": "torchscript"},
+}
+
+
+def build_of(variant: str, ctx: dict, work: Path) -> Path:
+    "The build folder of variant (c), or of (o), (s), (f): packaged into `work` with its option."
+    from aiworkbench.serving.package import package
+
+    if variant not in BUILDS:
+        return Path(ctx["packaged"]["build_dir"])
+    ref, out = "breast_cancer@champion", work / f"build-{variant}"
+    return Path(package(ref, out=out, settings=ctx["settings"], **BUILDS[variant])["build_dir"])
 
 
 def start(variant: str, ctx: dict, work: Path, extra_env: dict | None = None) -> tuple[Proc, str, bytes]:
@@ -264,10 +298,10 @@ def start(variant: str, ctx: dict, work: Path, extra_env: dict | None = None) ->
         (work / "defaults" / "service.py").write_text(DEFAULTS_SERVICE)
         cmd = [str(BIN / "bentoml"), "serve", "service:Defaults", "--host", "127.0.0.1", "--port", str(port)]
         return Proc("b", cmd, work / "defaults", env, f"{url}/readyz", log_path), f"{url}/predict", rows_body
-    if variant == "c":
+    if variant in ("c", "o", "s", "f"):
         cmd = [str(BIN / "bentoml"), "serve", ".", "--host", "127.0.0.1", "--port", str(port)]
-        build = Path(ctx["packaged"]["build_dir"])
-        return Proc("c", cmd, build, env, f"{url}/readyz", log_path), f"{url}/predict", rows_body
+        build = build_of(variant, ctx, work)
+        return Proc(variant, cmd, build, env, f"{url}/readyz", log_path), f"{url}/predict", rows_body
     if variant == "d":
         cmd = [
             str(BIN / "mlflow"),
@@ -294,14 +328,58 @@ def start(variant: str, ctx: dict, work: Path, extra_env: dict | None = None) ->
 LABELS = {
     "a": "(a) starlette reference",
     "b": "(b) BentoML defaults",
-    "c": "(c) aiwb package",
+    "c": "(c) aiwb, TorchScript",
+    "cn": "(c) request log off",
     "d": "(d) mlflow models serve",
     "c0": "(c) batching off",
     "cm": "(c) 20 % bad requests",
+    "o": "(o) aiwb, ONNX runtime",
+    "s": "(s) aiwb, shadow",
 }
 VARIANT_ENV = {  # (c) with one setting changed, to show what it buys
     "c0": {"AIWB_MAX_BATCH_SIZE": "1", "AIWB_BATCHING_WINDOW_MS": "0"},
+    "cn": {"AIWB_REQUEST_LOG": "off"},
 }
+
+
+def swap_run(ctx: dict, work: Path, swaps: int, seconds: float) -> dict:
+    "c=8 load on a service following its alias: steady first, then while the alias moves `swaps` times."
+    import threading
+
+    from aiworkbench.registry import promote
+    from aiworkbench.serving.loading import serving_version
+    from aiworkbench.serving.server import AliasFollower
+
+    settings, versions = ctx["settings"], [ctx["version"], ctx["challenger"]]
+    proc, url, body = start("f", ctx, work, {"AIWB_FOLLOW_POLL_S": "0.1"})
+    build = work / "build-f"  # where `build_of("f", ...)` packaged it
+    follower = AliasFollower("breast_cancer", "champion", build, "torchscript", versions[0], 0.1, settings)
+    follower.start()
+    bodies = [[body.decode(), "application/json", 200]]
+    try:
+        steady = run_client(url, bodies, 8, seconds)
+        during: dict = {}
+        window = max(seconds, 3.0 * swaps)
+        client = threading.Thread(target=lambda: during.update(run_client(url, bodies, 8, window)))
+        client.start()
+        time.sleep(min(1.0, window / 10))
+        done, took = 0, []
+        for i in range(swaps):
+            target = versions[(i + 1) % 2]
+            started = time.perf_counter()
+            promote("breast_cancer", target, settings=settings)
+            deadline = time.monotonic() + 60
+            while serving_version(build / "follow", versions[0]) != target and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if serving_version(build / "follow", versions[0]) == target:
+                done += 1
+                took.append(time.perf_counter() - started)
+        client.join()
+    finally:
+        follower.stop.set()
+        proc.stop()
+        promote("breast_cancer", versions[0], settings=settings)
+    return {"steady": steady, "during": during, "swaps": done, "swap_s": sum(took) / len(took) if took else None}
 
 
 def main() -> None:
@@ -310,9 +388,12 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument(
         "--variants",
-        default="a,b,c,cm,d",
-        help="a,b,c,d; cm: (c) under mixed traffic; c0 adds (c) with batching off",
+        default="a,b,c,cn,cm,o,s,d",
+        help="a,b,c,d; cn: (c) with its request log off; cm: (c) under mixed traffic; o: ONNX runtime; s: shadow; "
+        "c0 adds (c) with batching off",
     )
+    ap.add_argument("--swaps", type=int, default=10, help="alias moves under c=8 load (0: none)")
+    ap.add_argument("--repeat", type=int, default=1, help="run each level this many times, variants in turn; medians")
     ap.add_argument("--after-load", action="store_true", help="measure c=1 again after the highest concurrency")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
@@ -347,15 +428,21 @@ def main() -> None:
         plan = levels + ([1] if args.after_load and len(levels) > 1 else [])
         for i, c in enumerate(plan):
             key = f"{c}" if i < len(levels) else f"{c} after load"
-            for variant, (_, url, bodies) in running.items():
-                results[variant][key] = run_client(url, bodies, c, args.seconds)
-                log(f"{LABELS[variant]} c={key}: {results[variant][key]}")
+            rounds: dict[str, list] = {variant: [] for variant in running}
+            for _ in range(args.repeat):  # the variants in turn, again and again: a busy neighbour hits them alike
+                for variant, (_, url, bodies) in running.items():
+                    rounds[variant].append(run_client(url, bodies, c, args.seconds))
+                    log(f"{LABELS[variant]} c={key}: {rounds[variant][-1]}")
+            for variant, runs in rounds.items():
+                results[variant][key] = median_of(runs)
     finally:
         for proc, _, _ in running.values():
             proc.stop()
+    swapped = swap_run(ctx, work, args.swaps, args.seconds) if args.swaps > 0 else None
     print(
-        f"\nbreast-cancer MLP, 1 row per request, {args.seconds:g} s per level, one worker, 127.0.0.1, "
-        f"{os.cpu_count()} CPUs\n"
+        f"\nbreast-cancer MLP, 1 row per request, {args.seconds:g} s per level"
+        + (f" (median of {args.repeat} turns)" if args.repeat > 1 else "")
+        + f", one worker, 127.0.0.1, {os.cpu_count()} CPUs\n"
     )
     header = (
         f"{'server':26} {'c':>12} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'err':>5} "
@@ -379,12 +466,27 @@ def main() -> None:
                 f"{r['errors']:5d} {ratios}"
             )
     print("\nready after start (s): " + ", ".join(f"{LABELS[v]} {r['ready_s']:.1f}" for v, r in results.items()))
+    if swapped:
+        steady, d = swapped["steady"], swapped["during"]
+        print(
+            f"\nalias swaps under c=8: {swapped['swaps']} done (mean {swapped['swap_s'] or 0:.1f} s from promote to "
+            f"serving), failed requests {d['errors']} of {d['n']}; p99 {d['p99']:.2f} ms during vs "
+            f"{steady['p99']:.2f} ms steady ({d['p99'] / steady['p99']:.2f}x); "
+            f"req/s {d['rps']:.0f} vs {steady['rps']:.0f}"
+        )
     mid = str(levels[1] if len(levels) > 1 else levels[0])
     parts = []
-    for v in ("b", "c", "cm", "c0", "d"):
+    for v in ("b", "c", "cn", "cm", "c0", "o", "s", "d"):
         if v in results and "a" in results and mid in results[v]:
             r, a = results[v][mid], results["a"][mid]
             parts.append(f"{v}/a req/s {r['rps'] / a['rps']:.2f} p95 {r['p95'] / a['p95']:.2f}")
+    if "s" in results and "c" in results and mid in results["s"]:
+        parts.append(f"shadow p95 +{results['s'][mid]['p95'] / results['c'][mid]['p95'] - 1:.0%}")
+    if "cn" in results and "c" in results and mid in results["cn"]:  # the request log's cost: (c) vs (c) with it off
+        parts.append(f"logging costs {1 - results['c'][mid]['rps'] / results['cn'][mid]['rps']:.0%} of req/s")
+    if swapped:
+        d = swapped["during"]
+        parts.append(f"swaps {swapped['swaps']} failed {d['errors']} p99 {d['p99'] / swapped['steady']['p99']:.2f}x")
     print(f"ratio at c={mid}: " + ("; ".join(parts) if parts else "n/a (the reference did not run)"))
 
 

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).parent / "ui"))
 from fixture_project import make_project  # noqa: E402
+from panel_data import add_panel_data  # noqa: E402
 
 from aiworkbench.lab.api import openapi_spec  # noqa: E402
 from aiworkbench.lab.extension import routes  # noqa: E402
@@ -65,8 +67,9 @@ def api(jp_fetch):
 
 async def test_reads_answer_the_project(api, project):
     code, runs = await api("GET", "runs")
-    assert code == 200 and len(runs["runs"]) == 3
-    assert {"val_acc", "val_loss"} <= set(runs["runs"][0]["metrics"])
+    trained = [r for r in runs["runs"] if "val_loss" in r["metrics"]]
+    assert code == 200 and len(trained) == 3, runs  # the training runs (a later test records an `aiwb ci` run)
+    assert {"val_acc", "val_loss"} <= set(trained[0]["metrics"])
     code, one = await api("GET", "runs", runs["runs"][0]["run_id"])
     assert code == 200 and one["run_id"] == runs["runs"][0]["run_id"]
     assert (await api("GET", "runs", params={"limit": "1"}))[1]["runs"].__len__() == 1
@@ -118,6 +121,9 @@ async def test_promote_rollback_and_a_refused_gate(api):
     assert (await api("GET", "models"))[1]["models"][0]["aliases"] == {"champion": 1}
 
 
+SWEEP = {"notebook": "nbs/train.ipynb", "params": {"lr": "log(1e-3,1)"}, "metric": "loss"}  # a valid sweep
+
+
 @pytest.mark.parametrize(
     "method,parts,body,params,status,field",
     [
@@ -140,6 +146,7 @@ async def test_promote_rollback_and_a_refused_gate(api):
         ("GET", ("models", "ghost"), None, None, 404, "name"),
         ("GET", ("runs", "0123456789abcdef"), None, None, 404, "run_id"),
         ("GET", ("runs",), None, {"limit": "many"}, 400, "limit"),
+        ("GET", ("ci", "runs"), None, {"limit": "0"}, 400, "limit"),
         ("GET", ("runs",), None, {"experiment": "ghost"}, 404, "experiment"),
         ("GET", ("jobs", "ghost"), None, None, 404, "job"),
         ("GET", ("jobs", "ghost", "runs"), None, None, 404, "job"),
@@ -170,6 +177,18 @@ async def test_promote_rollback_and_a_refused_gate(api):
         ("POST", ("jobs",), {"name": "j"}, None, 400, "notebook"),
         ("POST", ("jobs",), {"name": "bad name!", "notebook": "nbs/train.ipynb"}, None, 400, "name"),
         ("POST", ("jobs",), {"name": "j", "notebook": "nbs/train.ipynb", "timeout_s": "soon"}, None, 400, "timeout_s"),
+        ("POST", ("sweeps",), {**SWEEP, "params": {"lr": "between(0,1)"}}, None, 400, "params.lr"),
+        ("POST", ("sweeps",), {**SWEEP, "params": {"lr": "log(0,1)"}}, None, 400, "params.lr"),
+        ("POST", ("sweeps",), {**SWEEP, "params": {"ghost": "int(1,2)"}}, None, 400, "params.ghost"),
+        ("POST", ("sweeps",), {**SWEEP, "params": {}}, None, 400, "params"),
+        ("POST", ("sweeps",), {**SWEEP, "parallel": 0}, None, 400, "parallel"),
+        ("POST", ("sweeps",), {**SWEEP, "trials": "many"}, None, 400, "trials"),
+        ("POST", ("sweeps",), {**SWEEP, "direction": "up"}, None, 400, "direction"),
+        ("POST", ("sweeps",), {**SWEEP, "trails": 3}, None, 400, "trails"),
+        ("POST", ("sweeps",), {k: v for k, v in SWEEP.items() if k != "metric"}, None, 400, "metric"),
+        ("POST", ("sweeps",), {**SWEEP, "notebook": "nbs/ghost.ipynb"}, None, 404, "notebook"),
+        ("POST", ("sweeps",), {**SWEEP, "notebook": "../x.ipynb"}, None, 400, "notebook"),
+        ("GET", ("sweeps", "ghost"), None, None, 404, "name"),
     ],
 )
 async def test_bad_input_names_the_field(api, method, parts, body, params, status, field):
@@ -243,6 +262,106 @@ async def test_create_run_cancel_and_output_of_a_job(api, jp_fetch):
     assert (await api("POST", "jobs", "train-nightly", "cancel")) == (200, {"cancelled": []})
     code, err = await api("POST", "jobs", "train-nightly", "run", body={"parameters": {"epochs": "x"}})
     assert (code, err["field"]) == (400, "parameters.epochs")
+
+
+async def test_a_sweep_starts_in_the_background_and_its_trials_show_best_first(api, project):
+    "POST sweeps answers at once with the study's name; GET sweeps/NAME follows the trials until the sweep ends."
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 0.5", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, mlflow\nif x > 0.9:\n    raise ValueError('x above 0.9')\n"
+            "with mlflow.start_run(run_id=os.environ['MLFLOW_RUN_ID']):\n    mlflow.log_metric('loss', (x - 0.3) ** 2)"
+        ),
+    ]
+    nbformat.write(nb, project / "nbs" / "sweep.ipynb")
+    body = {"notebook": "nbs/sweep.ipynb", "params": {"x": "choice(0.2, 0.95, 0.5)"}, "trials": 3, "parallel": 2}
+    body |= {"metric": "loss", "name": "rest-sweep"}
+    code, started = await api("POST", "sweeps", body=body)
+    assert (code, started) == (200, {**{k: body[k] for k in ("trials", "parallel", "metric", "name", "notebook")},
+                                     "direction": "minimize"}), started  # fmt: skip
+    code, shown = await api("GET", "sweeps", "rest-sweep")  # the study is there as soon as the POST answered
+    assert code == 200 and (shown["name"], shown["metric"], shown["notebook"]) == (
+        "rest-sweep",
+        "loss",
+        "nbs/sweep.ipynb",
+    )
+    deadline = time.monotonic() + 240
+    while shown["running"] or shown["counts"]["running"] or len(shown["trials"]) < 3:
+        assert time.monotonic() < deadline, shown
+        await asyncio.sleep(0.5)
+        shown = (await api("GET", "sweeps", "rest-sweep"))[1]
+    assert shown["error"] is None, shown["error"]
+    trials = shown["trials"]
+    done = [t for t in trials if t["state"] == "complete"]
+    assert [t["value"] for t in done] == sorted(t["value"] for t in done) and shown["best"] == trials[0]
+    for t in trials:  # each trial a job run of the server's project, its outcome as the notebook decided
+        code, run = await api("GET", "job-runs", t["job_run"])
+        failing = t["params"]["x"] > 0.9
+        assert (code, run["status"], t["state"]) == (
+            200,
+            *(("failed", "fail") if failing else ("succeeded", "complete")),
+        )
+        assert not failing or "x above 0.9" in t["error"], t
+    code, err = await api("POST", "sweeps", body={**body, "params": {"x": "float(0,1)"}})
+    assert (code, err["field"]) == (400, "params") and "another search space" in err["message"], err
+    code, err = await api("POST", "sweeps", body={**SWEEP, "params": {"lr": "between(1,2)"}})
+    assert "`lr`: SPEC `between(1,2)` is not int(a,b)" in err["message"], err
+
+
+async def test_data_services_and_ci_sections_answer_what_the_project_holds(api, project):
+    "Empty answers first; then a lake table, an applied and materialized view, a build with labels, two CI runs."
+    routes = {"tables": ("lake", "tables"), "views": ("features",), "services": ("services",), "runs": ("ci", "runs")}
+    for key, parts in routes.items():
+        code, empty = await api("GET", *parts)
+        assert (code, empty[key]) == (200, []), (parts, empty)
+    added = add_panel_data(project, requests=120, labels=60, ci_runs=2)
+    from aiworkbench.workbench import Workbench
+
+    wb = Workbench(project)
+    code, tables = await api("GET", "lake", "tables")
+    assert code == 200 and [t["table"] for t in tables["tables"]] == ["tx"], tables
+    tx = tables["tables"][0]
+    assert (tx["version"], tx["rows"], tx["contract"], tx["contract_version"]) == (0, 4, "tx@v1", 1), tx
+    assert tx["time"] == wb.lake.versions("tx")[0]["time"]
+    code, views = await api("GET", "features")
+    assert code == 200 and len(views["views"]) == 1, views
+    spend = views["views"][0]
+    assert (spend["name"], spend["source"], spend["entities"], spend["features"], spend["ttl"]) == (
+        "spend", "tx", ["user"], ["spend"], "30d",
+    )  # fmt: skip
+    assert (spend["applied"], spend["materialized"], spend["materialized_version"]) == (True, True, 0), spend
+    assert spend["materialized_at"] >= spend["applied_at"] > 0
+
+    code, services = await api("GET", "services")
+    assert code == 200 and services["window_days"] == wb.settings.kpi.window_days, services
+    (svc,) = services["services"]
+    assert (svc["name"], svc["version"], svc["runtime"], svc["follow"]) == ("model-00", 2, "onnx", True)
+    assert (svc["challenger"]["mode"], svc["challenger"]["version"]) == ("shadow", 1)
+    live, full = svc["live"], wb.serving.live("model-00")  # the cheap answer agrees with the full report
+    assert (live["labels"], live["requests"], live["coverage"]) == (60, 120, full["coverage"]) == (60, 120, 0.5)
+    assert (live["metric"], live["value"]) == ("accuracy", full["live_accuracy"]) == ("accuracy", 0.75)
+    assert live["concept_drift"] is full["concept_drift"]["drifted"] is True
+    assert live["agreement"] == full["shadow"]["agreement"] == 0.5
+    assert live["shown"].startswith("live accuracy 75.0% on 60 labels (50% of 120 requests); concept drift;")
+    assert live["p95_ms"] is not None
+
+    code, ci = await api("GET", "ci", "runs")
+    assert code == 200 and [r["run_id"] for r in ci["runs"]] == added["ci_runs"], ci
+    last = ci["runs"][0]
+    assert (last["outcome"], last["promoted"], last["branch"], last["commit"][:4]) == ("passed", 2, "main", "01ab")
+    assert last["stages"] == {"validate": 0.5, "train": 4.0} and last["seconds"] == 4.5
+    assert (await api("GET", "ci", "runs", params={"limit": "1"}))[1]["runs"] == [last]
+    # a label file with a bad line: the services route names the file and line (400), never a 500
+    bad = wb.settings.state_dir / "requests" / "model-00" / "feedback-1.jsonl"
+    bad.write_text('{"ts": 1}\nnot json\n')
+    try:
+        code, err = await api("GET", "services")
+        assert code == 400 and "feedback-1.jsonl line 2" in err["message"], err
+    finally:
+        bad.unlink()
 
 
 def _sample(path: str) -> str:

@@ -154,15 +154,18 @@ def test_bad_input_is_4xx_naming_the_field(served, case):
 
 
 def test_build_folder_is_short_and_runs_without_aiworkbench(served):
-    "`service.py` is about 100 lines and one per column; beside it the runtime it imports; no aiworkbench nor torch."
+    "`service.py` is about 130 lines and one per column; beside it the modules it imports; no aiworkbench nor torch."
+    import aiworkbench.monitoring.feedback as feedback
     import aiworkbench.monitoring.request_log as request_log
+    import aiworkbench.serving.loading as loading
     import aiworkbench.serving.runtime as runtime
-    from aiworkbench.serving.package import bentoml_env
+    import aiworkbench.serving.traffic as traffic
+    from aiworkbench.serving.artifacts import bentoml_env
 
     build = Path(served["packaged"]["build_dir"])
     lines = (build / "service.py").read_text().splitlines()
-    assert len(lines) < 100 + len(served["contract"].features), len(lines)
-    for module in (runtime, request_log):  # copies of the package's modules
+    assert len(lines) < 130 + len(served["contract"].features), len(lines)
+    for module in (runtime, traffic, loading, request_log, feedback):  # copies of the package's modules
         assert (build / Path(module.__file__).name).read_text() == Path(module.__file__).read_text(), module
     code = (
         "import sys; sys.modules['aiworkbench'] = sys.modules['torch'] = None\n"  # importing either fails
@@ -241,7 +244,7 @@ def test_mixed_load_has_no_5xx(served):
 
 
 def test_request_log_is_written_and_read_back(served):
-    from aiworkbench.monitoring.request_log import read_request_log
+    from aiworkbench.monitoring.inference_table import read_request_log
 
     since = time.time()
     post(served["url"], {"rows": rows_of(served["df"], 4)})
@@ -257,21 +260,8 @@ def test_request_log_is_written_and_read_back(served):
     assert ok.n == 4 and ok.version == 1 and ok.latency_ms > 0 and ok.cpu_ms >= 0 and ok.rss_mb > 10
     assert len(rows) == 4 and {"clinic", "mean radius", "worst area"} <= set(rows.columns)
     assert rows["mean radius"].tolist() == served["df"]["mean radius"].iloc[:4].tolist()
-    folder = served["settings"].state_dir / "requests" / "bc"
-    line = json.loads(sorted(folder.glob("*.jsonl"))[0].read_text().splitlines()[0])
-    assert {
-        "ts",
-        "request_id",
-        "model",
-        "version",
-        "n",
-        "inputs",
-        "outputs",
-        "latency_ms",
-        "cpu_ms",
-        "rss_mb",
-        "status",
-    } <= set(line)
+    assert {"request_id", "model", "variant"} <= set(requests.columns)  # each record names what answered
+    assert set(requests.variant) == {"champion"} and set(requests.model) == {"bc"}
 
 
 def test_signature_mismatch_is_refused_at_package(served):
@@ -281,7 +271,8 @@ def test_signature_mismatch_is_refused_at_package(served):
 
     from aiworkbench.encoding import feature_names
     from aiworkbench.registry import register_model
-    from aiworkbench.serving.package import PackagingRefused, package
+    from aiworkbench.serving.artifacts import PackagingRefused
+    from aiworkbench.serving.package import package
     from aiworkbench.tracking import start_run
 
     settings, contract = served["settings"], served["contract"]
@@ -308,7 +299,7 @@ def test_signature_mismatch_is_refused_at_package(served):
 
 def test_bentoml_build_from_the_generated_directory(served):
     "`bentoml build` succeeds offline (no package locking), and pip never installs `uv`."
-    from aiworkbench.serving.package import bentoml_env
+    from aiworkbench.serving.artifacts import bentoml_env
 
     build = Path(served["packaged"]["build_dir"])
     bentofile = (build / "bentofile.yaml").read_text()
@@ -372,7 +363,7 @@ def _in_progress(url: str) -> float:
 
 def test_sigterm_finishes_accepted_requests(served, tmp_path):
     "Requests the server is handling when it gets SIGTERM are answered 200 in full, and it then exits 0."
-    from aiworkbench.serving.package import bentoml_env
+    from aiworkbench.serving.artifacts import bentoml_env
     from aiworkbench.serving.server import Server, free_port
 
     server = Server(

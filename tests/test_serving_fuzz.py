@@ -38,7 +38,7 @@ def served(tmp_path_factory):
     from aiworkbench.contracts import infer_contract
     from aiworkbench.project import init_project
     from aiworkbench.registry import promote
-    from aiworkbench.serving.package import bentoml_env
+    from aiworkbench.serving.artifacts import bentoml_env
     from aiworkbench.serving.server import Server, free_port
     from aiworkbench.training import train_tabular
 

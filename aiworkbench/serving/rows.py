@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..contracts import Contract
 
 # %% auto #0
-__all__ = ['F32_MAX', 'row_source', 'row_imports', 'load_row_model']
+__all__ = ['F32_MAX', 'row_source', 'request_row_source', 'row_imports', 'load_row_model', 'prediction_source']
 
 # %% ../../nbs/serving/30_rows.ipynb #82b339f3
 _PY_TYPE = {"int": "int", "float": "float", "bool": "bool", "str": "str", "datetime": "dt.datetime"}
@@ -97,28 +97,32 @@ def _packed(terms: list[str], width: int = 112) -> str:
     return "".join(f"\n        {line.rstrip()}" for line in lines if line)
 
 
-def _row_parts(contract: Contract) -> tuple[str, set[str]]:
+def _row_parts(
+    contract: Contract, class_name: str = "Row", encoder: bool = True, doc: str = "", defined: str = ""
+) -> tuple[str, set[str]]:
     "(the source, the names it needs imported besides pydantic's: `dt`, `math`, `Literal`)."
     idents = _identifiers(contract.features)
     extra = "ignore" if contract.extra_columns == "allow" else "forbid"
     fields = "\n".join(_field_source(c, idents[c], contract.columns[c]) for c in contract.features)
-    terms = _encoder_terms(contract, idents)
-    consts = [f"FEATURES = {contract.features!r}"]
-    if "F32_" in fields:
+    consts = [f"FEATURES = {contract.features!r}"] if encoder else []
+    if "F32_" in fields and "F32_MAX =" not in defined:
         consts.append(f"F32_MAX = {F32_MAX!r}  # float32's largest finite value: the model computes in float32")
-    if "F32_INT_MAX" in fields:
+    if "F32_INT_MAX" in fields and "F32_INT_MAX =" not in defined:
         consts.append("F32_INT_MAX = int(F32_MAX)")
-    helpers = [h for h, call in ((_NUMBER, "_number("), (_SECONDS, "_seconds(")) if any(call in t for t in terms)]
-    body = _packed(terms)
+    doc = doc or f"One input row of contract {contract.ref}."
     parts = [
-        "\n".join(consts),
-        f'class Row(BaseModel):\n    "One input row of contract {contract.ref}."\n\n'
+        *(["\n".join(consts)] if consts else []),
+        f'class {class_name}(BaseModel):\n    "{doc}"\n\n'
         f'    model_config = ConfigDict(extra="{extra}", strict=True, allow_inf_nan=False, populate_by_name=False)\n'
         f"{fields}",
-        *helpers,
-        "def encode(row: Row) -> list[float]:\n    \"The model's input vector for one row: the feature order and "
-        f'one-hot layout used in training."\n    return [{body}\n    ]',
     ]
+    if encoder:
+        terms = _encoder_terms(contract, idents)
+        parts += [h for h, call in ((_NUMBER, "_number("), (_SECONDS, "_seconds(")) if any(call in t for t in terms)]
+        parts.append(
+            "def encode(row: Row) -> list[float]:\n    \"The model's input vector for one row: the feature order and "
+            f'one-hot layout used in training."\n    return [{_packed(terms)}\n    ]'
+        )
     source = "\n\n\n".join(parts) + "\n"
     needs = {name for name, used in (("dt", "dt."), ("math", "math."), ("Literal", "Literal[")) if used in source}
     return source, needs
@@ -129,9 +133,19 @@ def row_source(contract: Contract) -> str:
     return _row_parts(contract)[0]
 
 
-def row_imports(contract: Contract, typing: Sequence[str] = (), third_party: Sequence[str] = ()) -> str:
+def request_row_source(contract: Contract, class_name: str, doc: str, defined: str = "") -> str:
+    "Python source of a `class_name` model of `contract`'s columns alone (no `encode`), for the source after `defined`."
+    return _row_parts(contract, class_name, encoder=False, doc=doc, defined=defined)[0]
+
+
+def row_imports(
+    contract: Contract,
+    typing: Sequence[str] = (),
+    third_party: Sequence[str] = (),
+    also: Sequence[Contract] = (),  # contracts whose `request_row_source` goes into the same file
+) -> str:
     "The imports `row_source(contract)` needs, in ruff's order, with more `typing` names and third-party lines."
-    needs = _row_parts(contract)[1]
+    needs = _row_parts(contract)[1].union(*(_row_parts(c, "R", encoder=False)[1] for c in also))
     stdlib = [line for name, line in (("dt", "import datetime as dt"), ("math", "import math")) if name in needs]
     names = sorted({*typing, *(["Literal"] if "Literal" in needs else [])})
     if names:
@@ -146,3 +160,38 @@ def load_row_model(contract: Contract) -> dict:
     source = row_imports(contract) + "\n" + row_source(contract)
     exec(compile(source, f"<row model of {contract.ref}>", "exec", dont_inherit=True), namespace)
     return namespace
+
+# %% ../../nbs/serving/30_rows.ipynb #39cdf466
+_OUTPUTS = {
+    "classification": """class Prediction(BaseModel):
+    "The predicted class and the probability of each class, in the order of `CLASSES`."
+
+    label: $label_type
+    probabilities: list[float]
+$stale_field
+
+class Predictions(BaseModel):
+    model: str
+    version: int
+    classes: list[$label_type] = CLASSES
+    predictions: list[Prediction]""",
+    "regression": """class Prediction(BaseModel):
+    "The predicted value."
+
+    value: float
+$stale_field
+
+class Predictions(BaseModel):
+    model: str
+    version: int
+    predictions: list[Prediction]""",
+}
+_STALE_FIELD = "    stale: list[str] = Field(default_factory=list)  # view:column features past their view's TTL\n"
+
+
+def prediction_source(task: str, classes: list, stale: bool = False) -> str:
+    "Python source of `Prediction` and `Predictions` (a classification's default `classes` is the file's `CLASSES`)."
+    from string import Template
+
+    label_type = {bool: "bool", int: "int", str: "str"}.get(type(classes[0]), "float") if classes else "float"
+    return Template(_OUTPUTS[task]).substitute(label_type=label_type, stale_field=_STALE_FIELD if stale else "")

@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from bentoml.exceptions import BentoMLException, InvalidArgument, UnprocessableEntity
+from bentoml.exceptions import BentoMLException, UnprocessableEntity
 from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic_core import from_json
 
 # %% auto #0
 __all__ = ['Scope', 'Message', 'Receive', 'Send', 'ASGIApp', 'PredictRows', 'NOT_FINITE', 'ERROR_SCHEMA', 'PREDICT_ERRORS',
            'Limits', 'Batcher', 'field_path', 'validation_error', 'OutputNotFinite', 'too_large', 'openapi_spec',
-           'RecordSink', 'ModelRuntime', 'load_torchscript', 'send_json', 'RequestGuard']
+           'RecordSink', 'RecordReader', 'ModelRuntime', 'send_json', 'RequestGuard']
 
 # %% ../../nbs/serving/31_runtime.ipynb #4f60181c
 Scope = MutableMapping[str, Any]
@@ -52,8 +52,9 @@ class Limits:
     max_body_bytes: int = 4 * 2**20  # AIWB_MAX_BODY_BYTES: a larger body is answered 413
     max_concurrency: int = 128  # AIWB_MAX_CONCURRENCY: requests in flight; past it BentoML answers 429
     timeout_s: float = 30.0  # AIWB_TIMEOUT_S: a request not answered by then, BentoML answers 504
-    torch_threads: int = 1  # AIWB_TORCH_THREADS: torch's default pool made small batches 10x slower
+    torch_threads: int = 1  # AIWB_TORCH_THREADS: the model runtime's threads (torch's pool or onnxruntime's intra-op)
     trace_predict: bool = False  # AIWB_TRACE_PREDICT=1: OpenTelemetry traces /predict again
+    request_log: bool = True  # AIWB_REQUEST_LOG=off: no request log (`bench/serve.py` measures what it costs)
 
     @classmethod
     def from_env(
@@ -62,6 +63,7 @@ class Limits:
         batching_window_ms: float,
         max_batch_size: int,
         request_log_dir: str,
+        threads: int = 1,  # `[serving] threads` when packaged (torch's default pool made small batches 10x slower)
         environ: Mapping[str, str] | None = None,  # default: `os.environ`
     ) -> Limits:
         "The limits with each `AIWB_*` variable that is set taking the place of its default."
@@ -73,9 +75,18 @@ class Limits:
             max_body_bytes=_env(env, "AIWB_MAX_BODY_BYTES", cls.max_body_bytes, int),
             max_concurrency=_env(env, "AIWB_MAX_CONCURRENCY", cls.max_concurrency, int),
             timeout_s=_env(env, "AIWB_TIMEOUT_S", cls.timeout_s, float),
-            torch_threads=_env(env, "AIWB_TORCH_THREADS", cls.torch_threads, int),
+            torch_threads=_env(env, "AIWB_TORCH_THREADS", threads, int),
             trace_predict=env.get("AIWB_TRACE_PREDICT", "0") == "1",
+            request_log=_switch(env, "AIWB_REQUEST_LOG"),
         )
+
+
+def _switch(environ: Mapping[str, str], name: str) -> bool:
+    "An on/off variable, on unless set otherwise."
+    raw = environ.get(name, "on").strip().lower()
+    if raw not in ("on", "off", "1", "0", "true", "false"):
+        raise ValueError(f"{name}=`{raw}` is neither on nor off")
+    return raw in ("on", "1", "true")
 
 # %% ../../nbs/serving/31_runtime.ipynb #55e4d322
 PredictRows = Callable[[list[list[float]]], list]  # encoded rows -> one output per row
@@ -207,13 +218,14 @@ PREDICT_ERRORS = {  # every status /predict answers besides 200 (BentoML would d
 }
 
 
-def openapi_spec(spec: dict, path: str = "/predict") -> dict:
-    "BentoML's OpenAPI document with the statuses `path` really answers, each with its error body, and no 500."
+def openapi_spec(spec: dict, path: str = "/predict", errors: Mapping[int, str] | None = None) -> dict:
+    "BentoML's OpenAPI document with the statuses `path` really answers (`errors`), each with its error body, no 500."
     post = spec.get("paths", {}).get(path, {}).get("post")
     if post is not None:
         ok = post.get("responses", {}).get("200")
         body = {"application/json": {"schema": {"$ref": "#/components/schemas/PredictError"}}}
-        errors = {str(status): {"description": d, "content": body} for status, d in PREDICT_ERRORS.items()}
+        listed = sorted((PREDICT_ERRORS if errors is None else errors).items())
+        errors = {str(status): {"description": d, "content": body} for status, d in listed}
         post["responses"] = {"200": ok, **errors}
         spec.setdefault("components", {}).setdefault("schemas", {})["PredictError"] = ERROR_SCHEMA
     return spec
@@ -225,6 +237,36 @@ class RecordSink(Protocol):
     def put(self, record: dict) -> None: ...
 
     def close(self) -> None: ...
+
+
+class RecordReader:
+    "The request log's `prepare`: a record's rows (the contract's features only) and predictions read from its bodies."
+
+    def __init__(self, row_features: list[str]) -> None:
+        # what the log keeps of each row; knowing it, the log reads plain records (200s, no joined rows) in bulk alike
+        self.row_features = row_features
+
+    def __call__(self, record: dict) -> dict:
+        "Runs in the request log's writer thread: the record with `inputs`, `outputs` and `n`, or its `error`."
+        if "outputs" in record:  # written as the log keeps it (the shadow's records)
+            return record
+        body, response = record.pop("body", b""), record.pop("response", b"")
+        joined = record.pop("joined", None)  # a feature view's service: the model's rows, as joined
+        record.pop("vectors", None)
+        if record["status"] == 200:
+            rows = from_json(body)["rows"]
+            if joined is not None:
+                record["entities"], rows = rows, joined
+            record["inputs"] = [{f: row.get(f) for f in self.row_features} for row in rows]
+            record["outputs"] = from_json(response)["predictions"]
+            record["n"] = len(rows)
+        else:
+            record["inputs"], record["outputs"] = [], []
+            try:
+                record["error"] = from_json(response).get("error")
+            except (ValueError, AttributeError):
+                record["error"] = response[:500].decode("utf-8", "replace")
+        return record
 
 
 class ModelRuntime:
@@ -243,15 +285,19 @@ class ModelRuntime:
         prediction: type[BaseModel],  # one row's answer: `label` and `probabilities`, or `value`
         predictions: type[BaseModel],  # the body of a 200: `model`, `version`, `predictions` (and `classes`)
         limits: Limits,
+        join: Any = None,  # `feature_join.ViewJoin`: requests carry entity keys, the features come from a store
     ) -> None:
         self.name, self.version, self.task, self.classes, self.features = name, version, task, classes, features
         self.encode, self.prediction, self.predictions, self.limits = encode, prediction, predictions, limits
-        rows = Annotated[list[row], Field(min_length=1)]
+        self.join = join
+        rows = Annotated[list[row if join is None else join.request_row], Field(min_length=1)]
         self.request = create_model("PredictRequest", __doc__="The body of `POST /predict`.", rows=(rows, ...))
+        self.errors = {**PREDICT_ERRORS, **(join.errors if join is not None else {})}  # what /docs.json documents
         # what every answer carries, passed in full: `model_construct` deep-copies the defaults it fills in (~17 µs)
         self.fixed = {"model": name, "version": version} | ({"classes": classes} if task == "classification" else {})
         self.batcher: Batcher | None = None
         self.log: RecordSink | None = None
+        self.prepare_record = RecordReader(features)  # the request log's `prepare`, run in its writer thread
 
     def start(self, model: PredictRows, log: RecordSink | None = None) -> None:
         "Serve with `model` (encoded rows -> outputs), batching as `limits` say, logging each request to `log`."
@@ -259,7 +305,7 @@ class ModelRuntime:
         self.batcher = Batcher(
             lambda vectors: self.outputs(model(vectors)), limits.max_batch_size, limits.batching_window_s
         )
-        self.log = log
+        self.log = log if limits.request_log else None
 
     def close(self) -> None:
         "Write what the request log holds."
@@ -278,49 +324,22 @@ class ModelRuntime:
         "The `Predictions` for `rows`, in the order sent; `OutputNotFinite` names rows the model overflowed on."
         if self.batcher is None:
             raise RuntimeError("ModelRuntime.start() was not called: the service has no model yet")
-        predictions, cpu_ms = await self.batcher.submit([self.encode(row) for row in rows])
+        stale = None
+        if self.join is not None:  # entity keys in, the model's rows out (404 for an unknown entity)
+            rows, stale, joined = self.join.join(rows)
+            if record is not None:
+                record["joined"], record["stale"] = joined, stale
+        vectors = [self.encode(row) for row in rows]
+        predictions, cpu_ms = await self.batcher.submit(vectors)
         if record is not None:
-            record["cpu_ms"] = round(cpu_ms, 3)
+            record["cpu_ms"], record["vectors"] = round(cpu_ms, 3), vectors  # the shadow reuses the model's inputs
         bad = [i for i, p in enumerate(predictions) if p is None]
         if bad:
             raise OutputNotFinite(bad)
+        if stale is not None:
+            for prediction, names in zip(predictions, stale, strict=True):
+                prediction.stale = names
         return self.predictions.model_construct(**self.fixed, predictions=predictions)
-
-    def prepare_record(self, record: dict) -> dict:
-        "Runs in the request log's writer thread: the rows and predictions read from the raw bodies."
-        body, response = record.pop("body", b""), record.pop("response", b"")
-        if record["status"] == 200:
-            rows = from_json(body)["rows"]
-            record["inputs"] = [{f: row.get(f) for f in self.features} for row in rows]
-            record["outputs"] = from_json(response)["predictions"]
-            record["n"] = len(rows)
-        else:
-            record["inputs"], record["outputs"] = [], []
-            try:
-                record["error"] = from_json(response).get("error")
-            except (ValueError, AttributeError):
-                record["error"] = response[:500].decode("utf-8", "replace")
-        return record
-
-
-def load_torchscript(path: str, n_inputs: int, threads: int = 1) -> PredictRows:
-    "The TorchScript model at `path` as `encoded rows -> outputs`, warmed up; torch is imported here, in the worker."
-    import torch
-
-    torch.set_num_threads(threads)
-    model = torch.jit.load(path).eval()
-    with torch.inference_mode():
-        model(torch.zeros(2, n_inputs))  # first call: warm up before /readyz answers
-
-    def predict_rows(vectors: list[list[float]]) -> list:
-        try:
-            x = torch.tensor(vectors, dtype=torch.float32)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgument(f"the rows cannot be made a model input: {e}") from None
-        with torch.inference_mode():
-            return model(x).tolist()
-
-    return predict_rows
 
 # %% ../../nbs/serving/31_runtime.ipynb #b4c0e903
 async def send_json(send: Send, status: int, payload: dict | bytes, record: dict | None = None) -> None:
@@ -329,6 +348,9 @@ async def send_json(send: Send, status: int, payload: dict | bytes, record: dict
     if record is not None:
         record["status"], record["response"] = status, body
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if record is not None and "request_id" in record:  # the id `POST /feedback` names the request by
+        headers.append((b"x-request-id", record["request_id"].encode()))
+        headers.append((b"x-model-version", str(record["version"]).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -336,23 +358,29 @@ async def send_json(send: Send, status: int, payload: dict | bytes, record: dict
 class RequestGuard:
     "ASGI middleware that answers `POST /predict`: JSON only, a body limit, errors that name fields, the request log."
 
-    def __init__(self, app: ASGIApp, runtime: ModelRuntime, path: str = "/predict") -> None:
-        self.app, self.runtime, self.path = app, runtime, path
+    def __init__(self, app: ASGIApp, runtime: ModelRuntime, path: str = "/predict", router: Any = None) -> None:
+        # `router` (traffic.Router): which version answers (champion, canary, a swap), shadow, /feedback, /metrics
+        self.app, self.runtime, self.path, self.router = app, runtime, path, router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/docs.json" and scope["method"] == "GET":
             return await self._docs(scope, receive, send)
+        if self.router is not None and scope["type"] == "http" and scope["path"] in self.router.paths:
+            return await self.router.handle(scope, receive, send, self.app)
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        started, runtime, batcher = time.perf_counter(), self.runtime, self.runtime.batcher
+        started = time.perf_counter()
+        runtime, variant = self.router.route(scope) if self.router is not None else (self.runtime, "champion")
+        batcher = runtime.batcher
         if batcher is None:  # not after /readyz answers: BentoML starts the service (`ModelRuntime.start`) first
             return await send_json(send, 503, {"error": "the model is not loaded yet: retry when /readyz answers 200"})
         record = {"ts": time.time(), "request_id": uuid.uuid4().hex, "model": runtime.name, "version": runtime.version}
-        record |= {"n": 0, "cpu_ms": 0.0, "status": 500, "body": b"", "response": b"", "arriving": True}
+        record |= {"variant": variant, "n": 0, "cpu_ms": 0.0, "status": 500, "body": b"", "response": b""}
+        record["arriving"] = True
         batcher.arriving += 1
         batcher.active += 1
         try:
-            await self._handle(scope, receive, send, record)
+            await self._handle(scope, receive, send, record, runtime)
         finally:
             if record.pop("arriving"):
                 batcher.arriving -= 1
@@ -361,14 +389,14 @@ class RequestGuard:
             if runtime.log is not None:
                 runtime.log.put(record)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, record: dict) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, record: dict, runtime: ModelRuntime) -> None:
         headers = dict(scope["headers"])
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media != b"application/json":
             shown = media.decode("latin-1") or "(none)"
             error = f"content type `{shown}` is not accepted: send JSON (`application/json`)"
             return await send_json(send, 415, {"error": error, "field": "content-type"}, record)
-        limit = self.runtime.limits.max_body_bytes
+        limit = runtime.limits.max_body_bytes
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await send_json(send, 413, too_large(declared.decode("latin-1"), limit), record)
@@ -385,10 +413,9 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         record["body"] = body = b"".join(chunks)
-        await self._predict(send, record, body)
+        await self._predict(send, record, body, runtime)
 
-    async def _predict(self, send: Send, record: dict, body: bytes) -> None:
-        runtime = self.runtime
+    async def _predict(self, send: Send, record: dict, body: bytes, runtime: ModelRuntime) -> None:
         try:
             rows = runtime.request.model_validate_json(body).rows
         except ValidationError as e:
@@ -404,8 +431,11 @@ class RequestGuard:
         except BentoMLException as e:
             if e.error_code.value >= 500:
                 raise
-            return await send_json(send, e.error_code.value, {"error": str(e)}, record)
+            body = getattr(e, "body", None) or {"error": str(e)}  # an unknown entity's 404 names the key
+            return await send_json(send, e.error_code.value, body, record)
         await send_json(send, 200, answer.model_dump_json().encode(), record)
+        if self.router is not None:
+            self.router.answered(runtime, record, rows, answer)
 
     async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
         "`/docs.json` as `openapi_spec` corrects it."
@@ -421,7 +451,7 @@ class RequestGuard:
         await self.app(scope, receive, capture)
         body = b"".join(parts)
         if start.get("status") == 200:
-            body = json.dumps(openapi_spec(json.loads(body), self.path)).encode()
+            body = json.dumps(openapi_spec(json.loads(body), self.path, self.runtime.errors)).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})

@@ -5,21 +5,24 @@
 # %% ../../nbs/serving/33_server.ipynb #66cfae6e
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 from ..config import Settings, load_settings
-from ..errors import WorkbenchError
-from .package import bentoml_env, default_build_dir, package
+from ..errors import InvalidInput, WorkbenchError
+from .artifacts import bentoml_env, default_build_dir
+from .package import package
 
 # %% auto #0
-__all__ = ['ServeError', 'free_port', 'Server', 'serve']
+__all__ = ['ServeError', 'free_port', 'Server', 'AliasFollower', 'serve', 'serve_service', 'build_followers', 'warm_up']
 
 # %% ../../nbs/serving/33_server.ipynb #f673a0e5
 class ServeError(WorkbenchError):
@@ -48,6 +51,8 @@ class Server:
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
         self.log_path = self.build_dir / "serve.log"
+        self.follower: AliasFollower | None = None  # set by `serve(..., follow=True)`: stopped with the server
+        self.followers: list[AliasFollower] = []  # a service of several models: one per model
 
     @property
     def url(self) -> str:
@@ -94,6 +99,9 @@ class Server:
 
     def stop(self) -> int | None:
         "SIGTERM (accepted requests finish), then SIGKILL after `stop_timeout` s; returns the exit code."
+        for follower in [self.follower, *self.followers]:
+            if follower is not None:
+                follower.stop.set()
         p = self.process
         if p is None or p.poll() is not None:
             return None if p is None else p.returncode
@@ -113,12 +121,75 @@ class Server:
         self.stop()
 
 
+class AliasFollower(threading.Thread):
+    "Looks alias `alias` of `name` up every `poll_s` s; a new version's model file goes to `<build>/follow/v<N>/`."
+
+    def __init__(
+        self,
+        name: str,
+        alias: str,
+        build: Path,
+        runtime: str,
+        version: int,
+        poll_s: float,
+        settings,
+        folder: Path | None = None,  # where the service looks (default: `<build>/follow`; `follow/<model>` of several)
+    ):
+        super().__init__(name="aiwb-follow-alias", daemon=True)
+        self.name, self.alias, self.runtime = name, alias, runtime
+        self.folder = Path(folder) if folder is not None else Path(build) / "follow"
+        self.version, self.first, self.poll_s, self.settings = version, version, poll_s, settings
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.poll_s):
+            self.check()
+
+    def check(self) -> str | None:
+        "Look the alias up once: `written` (the service will load it), `refused` (alert written), or None."
+        from aiworkbench.monitoring.monitor import alert
+        from aiworkbench.registry import resolve_version
+        from aiworkbench.serving.artifacts import prepare_version
+        from aiworkbench.serving.loading import serving_version, write_follow
+
+        try:
+            version = int(resolve_version(self.name, self.alias, settings=self.settings).version)
+        except Exception:  # noqa: BLE001 - the registry may be busy or the alias moving: look again next time
+            return None
+        if version == self.version:
+            return None
+        old, self.version = serving_version(self.folder, self.first), version
+        where = self.folder / f"v{version}"
+        try:
+            fit = prepare_version(self.name, version, self.runtime, where, settings=self.settings)
+        except Exception as e:  # noqa: BLE001 - a version that cannot be prepared is refused, whatever the cause
+            message = f"{self.name}@{self.alias} moved to version {version}, which cannot be served: {e}"
+            alert("follow", f"{message[:1500]}; version {old} keeps serving", settings=self.settings,
+                  model=self.name, version=version, serving=old)  # fmt: skip
+            return "refused"
+        write_follow(self.folder, version, f"v{version}/{fit['file'].name}", fit["features"])
+        return "written"
+
+
+def _needs_package(build: Path, runtime: str, traffic: dict) -> bool:
+    "Whether the build folder is missing, or was packaged with another runtime or other traffic options."
+    try:
+        built = json.loads((build / "build.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return built.get("runtime") != runtime or any(traffic.values()) or built.get("challenger") is not None
+
+
 def serve(
     ref: str,  # `NAME@ALIAS` or `NAME/VERSION`
     port: int = 0,  # 0: a free port
     host: str = "127.0.0.1",
     timeout: float = 60.0,  # seconds to wait for /readyz
     *,
+    runtime: str | None = None,  # `torchscript` or `onnx` (default: `[serving] runtime`)
+    canary: str | None = None,  # `ALIAS=SHARE`: the challenger answers that share of requests
+    shadow: str | None = None,  # `ALIAS`: the challenger runs beside the champion on every request
+    follow: bool | None = None,  # swap in the version the alias moves to (default: `[serving] follow`)
     settings: Settings | None = None,
 ) -> Server:
     "A started `bentoml serve` of model version `ref` (packaged first if needed); use as `with serve(ref) as server:`."
@@ -126,9 +197,134 @@ def serve(
 
     settings = settings or load_settings()
     name, which = parse_ref(ref)
+    follow = settings.serving.follow if follow is None else follow
+    if follow and str(which).isdigit():
+        raise InvalidInput(f"--follow needs an alias to follow (NAME@ALIAS), not version `{ref}`", field="follow")
+    kind = runtime or settings.serving.runtime
     version = int(resolve_version(name, which, settings=settings).version)
     build = default_build_dir(name, version, settings=settings)
-    if not (build / "service.py").exists():
-        build = Path(package(f"{name}/{version}", settings=settings)["build_dir"])
+    traffic = {"canary": canary, "shadow": shadow, "follow": follow}
+    if not (build / "service.py").exists() or _needs_package(build, kind, traffic):
+        build = Path(
+            package(ref, runtime=kind, canary=canary, shadow=shadow, follow=follow, settings=settings)["build_dir"]
+        )
     server = Server(build, host, port or free_port(host), bentoml_env(settings=settings))
-    return server.start(timeout)
+    if follow:
+        poll = settings.serving.follow_poll_s
+        server.follower = AliasFollower(name, which, build, kind, version, poll, settings)
+    server.start(timeout)
+    if server.follower is not None:
+        server.follower.start()
+    return server
+
+
+def _needs_service(build: Path, versions: list[tuple[str, int]], runtime: str, follow: bool) -> bool:
+    "Whether the service's build folder is missing, or serves other versions, runtime or following."
+    try:
+        built = json.loads((build / "build.json").read_text())
+    except (OSError, ValueError):
+        return True
+    served = [(r.get("model"), r.get("version")) for r in built.get("routes") or []]
+    return served != versions or built.get("runtime") != runtime or built.get("follow") != follow
+
+
+def serve_service(
+    refs: list[str],  # `NAME@ALIAS` or `NAME/VERSION` of each model
+    name: str | None,  # the service's name: its build folder is `bentos/<name>`
+    port: int = 0,  # 0: a free port
+    host: str = "127.0.0.1",
+    timeout: float = 60.0,  # seconds to wait for /readyz
+    *,
+    runtime: str | None = None,  # `torchscript` or `onnx` (default: `[serving] runtime`)
+    follow: bool | None = None,  # each model swaps in the version its alias moves to (default: `[serving] follow`)
+    settings: Settings | None = None,
+) -> Server:
+    "A started `bentoml serve` of one service serving each model of `refs` at its route (packaged first if needed)."
+    from aiworkbench.registry import parse_ref, resolve_version
+    from aiworkbench.serving.artifacts import bento_name
+    from aiworkbench.serving.package_multi import package_service, route_of
+
+    settings = settings or load_settings()
+    follow = settings.serving.follow if follow is None else follow
+    kind = runtime or settings.serving.runtime
+    parsed = [parse_ref(ref) for ref in refs]
+    fixed = [ref for ref, (_, which) in zip(refs, parsed, strict=True) if str(which).isdigit()]
+    if follow and fixed:
+        raise InvalidInput(f"--follow needs an alias to follow (NAME@ALIAS), not version `{fixed[0]}`", field="follow")
+    build = settings.root / "bentos" / bento_name(name or "")
+    try:
+        versions = [(n, int(resolve_version(n, which, settings=settings).version)) for n, which in parsed]
+    except WorkbenchError:
+        versions = []  # packaging names the ref that is unknown
+    if not name or not versions or _needs_service(build, versions, kind, follow):
+        packaged = package_service(refs, name, runtime=kind, follow=follow, settings=settings)
+        build = Path(packaged["build_dir"])
+        versions = [(r["model"], r["version"]) for r in packaged["routes"]]
+    server = Server(build, host, port or free_port(host), bentoml_env(settings=settings))
+    poll = settings.serving.follow_poll_s
+    for (model, which), (_, version) in zip(parsed, versions, strict=True) if follow else ():
+        folder = build / "follow" / route_of(model).strip("/")
+        server.followers.append(AliasFollower(model, which, build, kind, version, poll, settings, folder=folder))
+    server.start(timeout)
+    for follower in server.followers:
+        follower.start()
+    return server
+
+# %% ../../nbs/serving/33_server.ipynb #05a29c03
+def build_followers(
+    build: Path,  # a build folder `aiwb package ... --follow` wrote
+    poll_s: float | None = None,  # seconds between looks at the registry (default: `[serving] follow_poll_s`)
+    *,
+    settings: Settings | None = None,
+) -> list[AliasFollower]:
+    "One `AliasFollower` (not started) per model build folder `build` serves, on the alias it was packaged from."
+    from aiworkbench.registry import parse_ref, resolve_version
+    from aiworkbench.serving.loading import serving_version
+
+    settings = settings or load_settings()
+    build = Path(build).resolve()
+    try:
+        built = json.loads((build / "build.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InvalidInput(f"`{build}` is not a build folder `aiwb package` wrote: no readable build.json ({e})",
+                           field="build") from None  # fmt: skip
+    refs = built.get("refs") or [built.get("ref", "")]
+    if not built.get("follow"):
+        raise InvalidInput(
+            f"`{build}` was packaged without following: its service never looks at {build / 'follow'}; package it "
+            f"again with `aiwb package {' '.join(refs)} --follow` (or `[serving] follow = true`)",
+            field="build",
+        )
+    routes = {r["model"]: r["route"] for r in built.get("routes") or []}  # a service of several models
+    poll = settings.serving.follow_poll_s if poll_s is None else poll_s
+    followers = []
+    for ref in refs:
+        name, alias = parse_ref(ref)
+        if alias.isdigit():
+            raise InvalidInput(f"`{build}` serves version `{ref}`: there is no alias to follow; package NAME@ALIAS",
+                               field="build")  # fmt: skip
+        resolve_version(name, alias, settings=settings)  # an unknown model or alias: NotFound now, not silence later
+        folder = build / "follow"
+        if name in routes:
+            folder = folder / routes[name].removesuffix("/predict").strip("/")
+            packaged = next(r["version"] for r in built["routes"] if r["model"] == name)
+        else:
+            packaged = built["version"]
+        follower = AliasFollower(name, alias, build, built["runtime"], int(packaged), poll, settings, folder=folder)
+        try:  # a version an earlier follower wrote: the service swaps it in when it starts
+            follower.version = int(json.loads((folder / "current.json").read_text())["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            follower.version = serving_version(folder, int(packaged))
+        followers.append(follower)
+    warm_up(built["runtime"])
+    return followers
+
+
+def warm_up(runtime: str) -> None:
+    "Import what preparing a new version takes (torch, MLflow's model flavor, the ONNX exporter): a swap never waits."
+    import mlflow.pytorch  # noqa: F401
+    import torch  # noqa: F401
+
+    if runtime == "onnx":
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
