@@ -159,3 +159,34 @@ def test_retrained_model_without_its_contract_is_refused_before_registering(proj
     assert "the model logged by retraining run `" in r.err and "has no `aiwb.contract`" in r.err, r.err
     assert "nbs/retrain.ipynb" in r.err, r.err
     assert (alias(root, "champion"), alias(root, "challenger"), versions(root)) == (2, 3, 3)
+
+
+def serve_values(root, columns, value, n=300) -> None:
+    "Append `n` request-log lines whose every feature is `value` (a window of only 1e308, or only nulls)."
+    folder = load_settings(root, environ={}).state_dir / "requests" / "bc"
+    now = time.time()
+    with open(folder / "requests-1.jsonl", "a") as fh:
+        for i in range(n):
+            record = {"ts": now + i * 1e-3, "request_id": f"x{i}", "model": "bc", "version": 1, "n": 1, "status": 200}
+            record |= {"inputs": [dict.fromkeys(columns, value)], "outputs": [], "latency_ms": 3.0, "cpu_ms": 1.0}
+            fh.write(json.dumps(record) + "\n")
+
+
+def test_extreme_and_empty_windows_are_reported_in_words(project, aiwb, env):
+    """The traffic the monitor exists to catch: a window of only 1e308 is drift with its report and plots; a window of
+    only nulls is 'not enough data', in words; neither is a traceback."""
+    root, frame = project
+    features = [c for c in frame.columns if c != "target"]
+    window = env | {"AIWB_MONITORING_WINDOW_ROWS": "300"}
+    serve_values(root, features, 1e308)
+    r = aiwb("monitor", "bc", "--no-retrain", "--json", cwd=root, env=window, timeout=600)
+    assert r.code == 1, (r.code, r.out[-2000:], r.err[-2000:])
+    result = r.json()
+    notes = [f["note"] for f in result["drift"]["features"]]
+    assert result["verdict"] == "drift" and all("near the float limits" in n for n in notes), notes
+    page = open(result["report"]["html"]).read()
+    assert page.count("<img") == len(result["drift"]["drifted"]) and "no plot" not in page
+    serve_values(root, features, None)
+    r = aiwb("monitor", "bc", "--no-retrain", cwd=root, env=window, timeout=600)
+    assert r.code == 0 and "Traceback" not in r.err, (r.code, r.out[-2000:], r.err[-2000:])
+    assert r.out.startswith("not enough data: no feature has values to judge in the window of 300 rows"), r.out

@@ -78,10 +78,13 @@ def monitor(
     retrain: Annotated[bool, typer.Option(help="On drift, run the retraining job and gate its result.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Judge the latest served traffic for drift; on drift alert and retrain.
+    """Judge the latest served traffic for drift; on drift alert and retrain. Report the champion against its
+    challenger on the same live traffic (requests, p95, errors, accuracy or MAE from POST /feedback labels, the
+    shadow's agreement) and concept drift from the labels.
 
-    Exit 0: no drift, or too few rows for a verdict; 1: drift; 2: an unknown model or alias, no traffic served yet,
-    a champion without a drift reference or a retrained model without its contract."""
+    Exit 0: no drift, or too few rows for a verdict; 1: drift, or concept drift in the labels; 2: an unknown model
+    or alias, no traffic served yet, a champion without a drift reference or a retrained model without its
+    contract."""
     from rich.markup import escape
 
     result = Workbench().monitor(name, retrain=retrain)
@@ -94,4 +97,7 @@ def monitor(
         out.print(f"report: {result['report']['html'] or result['report']['json']}", soft_wrap=True)
         if "retraining" in result:
             out.print(escape(_retraining_line(result["retraining"])), soft_wrap=True)
-    raise typer.Exit(1 if result["verdict"] == "drift" else 0)
+        out.print(f"live traffic, last {result['live']['window_hours']:g} h:", soft_wrap=True)
+        for line in result["live"]["shown"]:
+            out.print(f"  {escape(line)}", soft_wrap=True)
+    raise typer.Exit(1 if result["verdict"] == "drift" or result["concept_drift"] else 0)

@@ -32,11 +32,16 @@ def ks_2samp_sorted(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     if max(n1, n2) <= 10_000:
         r = stats.ks_2samp(ref, cur)
         return float(r.statistic), float(r.pvalue)
-    # the CDFs at every point of both samples, as scipy evaluates them on their concatenation
-    at_ref = np.searchsorted(ref, ref, side="right") / n1 - np.searchsorted(cur, ref, side="right") / n2
-    at_cur = np.searchsorted(ref, cur, side="right") / n1 - np.searchsorted(cur, cur, side="right") / n2
-    max_s = max(at_ref.max(), at_cur.max())
-    min_s = min(1.0, max(0.0, -min(at_ref.min(), at_cur.min())))
+    # scipy evaluates both CDFs at every point of both samples. Between two points of the smaller sample its CDF is
+    # flat and the other's only rises, so the extremes there are at the smaller sample's points (from the right)
+    # and just before them (from the left): 2 x min(n1, n2) evaluations instead of n1 + n2, the same maximum.
+    small, large, sign = (ref, cur, 1.0) if n1 <= n2 else (cur, ref, -1.0)
+    ns, nl = len(small), len(large)
+    right = np.searchsorted(small, small, side="right") / ns - np.searchsorted(large, small, side="right") / nl
+    left = np.searchsorted(small, small, side="left") / ns - np.searchsorted(large, small, side="left") / nl
+    at = sign * np.concatenate([right, left, [0.0]])  # cdf1 - cdf2; both reach 1 at the end
+    max_s = at.max()
+    min_s = min(1.0, max(0.0, -at.min()))
     d = min_s if min_s > max_s else max_s
     m, n = sorted([float(n1), float(n2)], reverse=True)
     p = float(np.clip(stats.distributions.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
@@ -76,11 +81,23 @@ def _numeric_drift(ref: FeatureReference, s: pd.Series, psi_threshold: float, al
     cur = np.sort(numeric_values(s))
     out = FeatureDrift(ref.name, "numeric", "ks", len(ref.values), len(cur), null_share=float(s.isna().mean()))
     if not len(cur) or not len(ref.values):
-        out.note = "no values in the " + ("window" if not len(cur) else "reference")
+        out.note = (
+            ("every value in the window is missing" if not len(cur) and len(s) else "no values in the window")
+            if not len(cur)
+            else "no values in the reference"
+        )
         return out
     out.statistic, out.p_value = ks_2samp_sorted(ref.values, cur)
     out.psi = psi(_bin_counts(ref.values, ref.edges), _bin_counts(cur, ref.edges))
     out.drifted = out.p_value < alpha and out.psi >= psi_threshold
+    notes = []
+    if cur[0] == cur[-1]:
+        notes.append(f"constant in the window ({cur[0]:.6g})")
+    if not np.isfinite(cur).all() or np.abs(cur).max() > 1e300:
+        notes.append(f"values near the float limits in the window (up to {np.abs(cur).max():.3g})")
+    if out.null_share:
+        notes.append(f"{out.null_share:.0%} missing")
+    out.note = "; ".join(notes)
     return out
 
 
@@ -96,7 +113,7 @@ def _categorical_drift(ref: FeatureReference, s: pd.Series, psi_threshold: float
     r = np.array([ref.counts.get(k, 0) for k in categories], dtype=float)
     c = np.array([counts.get(k, 0) for k in categories], dtype=float)
     if c.sum() == 0:
-        out.note = "no values in the window"
+        out.note = "every value in the window is missing" if len(s) else "no values in the window"
         return out
     out.psi = psi(r, c)
     table = np.vstack([r, c])[:, (r + c) > 0]
@@ -106,8 +123,12 @@ def _categorical_drift(ref: FeatureReference, s: pd.Series, psi_threshold: float
         chi2 = stats.chi2_contingency(table)
         out.statistic, out.p_value = float(chi2.statistic), float(chi2.pvalue)
     out.drifted = (out.p_value < alpha and out.psi >= psi_threshold) or bool(out.unseen)
+    notes = []
     if out.unseen:
-        out.note = f"categories never seen in training: {', '.join(sorted(out.unseen))}"
+        notes.append(f"categories never seen in training: {_listed(sorted(out.unseen))}")
+    if len(counts) == 1:
+        notes.append(f"a single category in the window ({counts.index[0]})")
+    out.note = "; ".join(notes)
     return out
 
 # %% ../../nbs/monitoring/36_drift.ipynb #380f3419
@@ -197,6 +218,10 @@ def drift_report(
     with ThreadPoolExecutor(max_workers=2) as pool:  # sorting releases the GIL: two cores, two features at once
         features = list(pool.map(judge, present))
     judged = [f for f in features if f.p_value is not None]
+    empty = [f.feature for f in features if f.p_value is None]
+    if not judged:
+        message = f"no feature has values to judge in the window of {n} rows ({_listed(empty)}: every value missing)"
+        return DriftReport("not enough data", n, features, missing, message, reference.contract, window)
     share = sum(f.drifted for f in judged) / max(len(judged), 1)
     verdict = "drift" if judged and share >= drift_share else "no drift"
     report = DriftReport(verdict, n, features, missing, "", reference.contract, window)
@@ -209,37 +234,71 @@ def drift_report(
         report.message += f"; worst: {worst}" + (f" and {n_drifted - top} more" if n_drifted > top else "")
     if missing:
         report.message += f"; missing from the window: {_listed(missing)}"
+    if empty:
+        report.message += f"; no values in the window: {_listed(empty)}"
     return report
 
 # %% ../../nbs/monitoring/36_drift.ipynb #2440f513
+def _robust_range(*samples: np.ndarray) -> tuple[float, float, float]:
+    "(lo, hi, scale): the 0.5-99.5 % range of the finite values, in units of `scale` so that `hi - lo` is finite."
+    values = np.concatenate([s[np.isfinite(s)] for s in samples]) if samples else np.array([])
+    if not len(values):
+        return 0.0, 1.0, 1.0
+    lo, hi = np.quantile(values, [0.005, 0.995], method="nearest")  # no arithmetic: no overflow
+    scale = max(abs(float(lo)), abs(float(hi)), 1.0) if max(abs(lo), abs(hi)) > 1e300 else 1.0
+    lo, hi = float(lo) / scale, float(hi) / scale
+    if not hi > lo:  # a constant feature: a unit-wide range around it
+        width = max(abs(lo) * 0.01, 0.5)
+        lo, hi = lo - width, hi + width
+    return lo, hi, scale
+
+
 def _plot(ref: FeatureReference, s: pd.Series) -> str:
+    "A PNG (base64) of the reference against the window: quantile ranges, so extreme values never break it."
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    if ref.kind == "numeric":
-        cur = numeric_values(s)
-        lo, hi = np.nanmin([ref.values.min(), cur.min()]), np.nanmax([ref.values.max(), cur.max()])
-        bins = np.linspace(lo, hi, 40)
-        ax.hist(ref.values, bins=bins, density=True, alpha=0.5, label="training")
-        ax.hist(cur, bins=bins, density=True, alpha=0.5, label="served")
-    else:
-        counts = s.dropna().astype(str).value_counts(normalize=True)
-        total = sum(ref.counts.values())
-        cats = sorted(set(ref.counts) | set(counts.index))
-        x = np.arange(len(cats))
-        ax.bar(x - 0.2, [ref.counts.get(k, 0) / total for k in cats], 0.4, label="training")
-        ax.bar(x + 0.2, [counts.get(k, 0) for k in cats], 0.4, label="served")
-        ax.set_xticks(x, cats, rotation=45, ha="right")
-    ax.set_title(ref.name)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    try:
+        if ref.kind == "numeric":
+            cur, train = numeric_values(s), np.asarray(ref.values, dtype="float64")
+            lo, hi, scale = _robust_range(train, cur)
+            bins = np.linspace(lo, hi, 40)
+            for values, label in ((train, "training"), (cur, "served")):
+                values = values[np.isfinite(values)] / scale
+                if len(values):
+                    ax.hist(np.clip(values, lo, hi), bins=bins, density=True, alpha=0.5, label=label)
+            if scale != 1.0:
+                ax.set_xlabel(f"value / {scale:.3g}")
+            ax.set_xlim(lo, hi)
+        else:
+            counts = s.dropna().astype(str).value_counts(normalize=True)
+            total = max(sum(ref.counts.values()), 1)
+            cats = sorted(set(ref.counts) | set(counts.index))[:40]  # a readable number of bars
+            x = np.arange(len(cats))
+            ax.bar(x - 0.2, [ref.counts.get(k, 0) / total for k in cats], 0.4, label="training")
+            ax.bar(x + 0.2, [counts.get(k, 0) for k in cats], 0.4, label="served")
+            ax.set_xticks(x, cats, rotation=45, ha="right")
+        ax.set_title(ref.name)
+        ax.legend()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        return base64.b64encode(buf.getvalue()).decode()
+    finally:
+        plt.close(fig)
+
+
+def _figure(ref: FeatureReference, s: pd.Series) -> str:
+    "The plot as an `<img>`, or why there is none, in words: a plot never fails the report."
+    import html
+
+    try:
+        return f"<img alt='{html.escape(ref.name)}' src='data:image/png;base64,{_plot(ref, s)}'>"
+    except Exception as e:  # noqa: BLE001 - matplotlib's errors vary; the report is still written
+        return f"<p>{html.escape(ref.name)}: no plot ({html.escape(type(e).__name__)}: {html.escape(str(e)[:200])})</p>"
 
 
 def write_html(report: DriftReport, reference: Reference, current: pd.DataFrame, path: str | Path) -> Path:
@@ -254,10 +313,7 @@ def write_html(report: DriftReport, reference: Reference, current: pd.DataFrame,
         f"<td>{html.escape(f.note)}</td></tr>"
         for f in report.features
     )
-    plots = "".join(
-        f"<img alt='{html.escape(name)}' src='data:image/png;base64,{_plot(reference.features[name], current[name])}'>"
-        for name in report.drifted
-    )
+    plots = "".join(_figure(reference.features[name], current[name]) for name in report.drifted)
     page = f"""<!doctype html><meta charset="utf-8"><title>Drift report</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:left}}
 tr.drift{{background:#fdd}}</style>

@@ -5,17 +5,20 @@
 # %% ../../nbs/monitoring/38_kpis.ipynb #0d99c5f6
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
 import time
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings, load_settings
 
 # %% auto #0
 __all__ = ['format_value', 'format_trend', 'served_models', 'latency_kpi', 'deployment_cycle_kpi', 'reproducibility_kpi',
-           'cost_kpi', 'kpi_report']
+           'cost_kpi', 'request_logging', 'kpi_report']
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #dc2c6120
 def _digits(x: float, places: int) -> str:
@@ -128,36 +131,55 @@ def served_models(*, settings: Settings) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def _requests(settings: Settings, start: float, end: float):
-    "Successful requests of every served model between `start` and `end` (epoch seconds), one DataFrame."
-    import pandas as pd
+_SUMMARIES: dict[tuple, tuple[list[str], dict]] = {}  # one `kpi_report`'s windows, read once for latency and cost
 
-    from aiworkbench.monitoring.request_log import read_request_log
 
-    frames = []
-    for name in served_models(settings=settings):
-        requests, _ = read_request_log(name, settings=settings, since=start)
-        requests = requests[(requests["ts"] < end) & (requests["status"] == 200)]
-        frames.append(requests.assign(model=name))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["ts", "latency_ms", "model"])
+def _served(settings: Settings, start: float, end: float | None) -> tuple[list[str], dict]:
+    "(models with requests, their requests merged) from `start` to `end` (None: on, ahead of this clock): O(hours)."
+    from aiworkbench.monitoring.hourly import merge_summaries, window_summary
+
+    key = (str(settings.root), start, end)
+    if key not in _SUMMARIES:
+        per_model = {
+            n: window_summary(n, since=start, until=end, settings=settings) for n in served_models(settings=settings)
+        }
+        models = sorted(n for n, s in per_model.items() if s["ok"])
+        _SUMMARIES.clear() if len(_SUMMARIES) > 16 else None
+        _SUMMARIES[key] = (models, merge_summaries(per_model.values()))
+    return _SUMMARIES[key]
+
+
+def _dropped(settings: Settings) -> int:
+    "Records the request logs of every served model lost (queue full, disk full): never silent."
+    from aiworkbench.monitoring.hourly import log_status
+
+    return sum(log_status(n, settings=settings)["dropped"] for n in served_models(settings=settings))
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #f52689fa
 def latency_kpi(*, now: float | None = None, settings: Settings) -> dict:
     "P95 latency of the successful requests of every served model in the window, against `[kpi] p95_latency_ms`."
+    from aiworkbench.monitoring.hourly import LatencySketch
+
     now = now or time.time()
     days, target = settings.kpi.window_days, settings.kpi.p95_latency_ms
     span = days * 86400
-    current, previous = _requests(settings, now - span, now), _requests(settings, now - 2 * span, now - span)
+    (models, current), (_, previous) = (
+        _served(settings, now - span, None),
+        _served(settings, now - 2 * span, now - span),
+    )
 
-    def p95(df) -> float | None:
-        return float(df["latency_ms"].astype(float).quantile(0.95)) if len(df) else None
+    def p95(summary) -> float | None:
+        return LatencySketch.from_dict(summary["latency"]).quantile(0.95) if summary["ok"] else None
 
     value = p95(current)
     evidence = (
-        f"{len(current)} requests to {', '.join(sorted(set(current['model'])))} in the last {days:g} days"
-        if len(current)
+        f"{current['ok']} requests ({current['rows']:.0f} predictions) to {', '.join(models)} in the last {days:g} days"
+        if current["ok"]
         else f"no served requests in the last {days:g} days (serve a model: `aiwb serve`)"
     )
+    dropped = _dropped(settings)
+    if dropped:
+        evidence += f"; {dropped} requests were lost by the request log (queue or disk full): alerted in `alerts.jsonl`"
     return _kpi(
         "p95_latency",
         "P95 inference latency",
@@ -173,17 +195,39 @@ def latency_kpi(*, now: float | None = None, settings: Settings) -> dict:
 _CYCLES: dict[tuple[str, str, int], float | None] = {}  # (project, model, history seq) -> days; never changes
 
 
-def _cycles(settings: Settings, start: float, end: float) -> list[float]:
-    "Deployment cycles (days) of the promotions to champion between `start` and `end`."
+def _store_stamp(settings: Settings) -> list | None:
+    "What changes whenever a local SQLite store is written (its file and WAL); None for a tracking server."
+    uri = settings.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    stamp = [str(path)]
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = p.stat()
+            stamp += [st.st_mtime_ns, st.st_size]
+        except FileNotFoundError:
+            stamp += [0, 0]
+    return stamp
+
+
+def _promotion_cycles(settings: Settings) -> list[list]:
+    "`[name, seq, when, days or None]` of every promotion to champion, oldest first."
     from aiworkbench.registry import alias_moves, list_versions
     from aiworkbench.tracking import list_runs
 
     root = str(settings.root)
     promotions = [(e["name"], e) for e in alias_moves(alias="champion", kind="promote", settings=settings)]
-    wanted = [(name, e) for name, e in promotions if start <= e["when"] < end]
-    if any((root, name, e["seq"]) not in _CYCLES for name, e in wanted):
+    if any((root, name, e["seq"]) not in _CYCLES for name, e in promotions):
         # a promotion's cycle depends only on runs that started before it, so it is computed once and kept
-        run_of = {(v["name"], v["version"]): v["run_id"] for v in list_versions(settings=settings)}
+        versions = list_versions(settings=settings)
+        run_of = {(v["name"], v["version"]): v["run_id"] for v in versions}
+        # a version `aiwb ci --promote` moved: its cycle starts at the commit, when that came before its runs
+        commit_of = {
+            (v["name"], v["version"]): float(v["tags"]["aiwb.ci.commit_time"])
+            for v in versions
+            if "aiwb.ci.commit_time" in (v.get("tags") or {})
+        }
         runs = {r["run_id"]: r for r in list_runs(limit=50_000, settings=settings)}
         previous: dict[str, float] = {}
         for name, e in promotions:
@@ -198,10 +242,34 @@ def _cycles(settings: Settings, start: float, end: float) -> list[float]:
                     if r["experiment_id"] == info["experiment_id"]
                     and before * 1000 < r["start_time"] <= e["when"] * 1000
                 ]
-                started = min([info["start_time"], *since]) / 1000
+                started = min([info["start_time"] / 1000, *(t / 1000 for t in since)])
+                started = min(started, commit_of.get((name, e["to"]), started))
                 _CYCLES[(root, name, e["seq"])] = max(0.0, e["when"] - started) / 86400
             previous[name] = e["when"]
-    return [d for name, e in wanted if (d := _CYCLES.get((root, name, e["seq"]))) is not None]
+    return [[name, e["seq"], e["when"], _CYCLES.get((root, name, e["seq"]))] for name, e in promotions]
+
+
+def _cycles(settings: Settings, start: float, end: float) -> list[float]:
+    "Deployment cycles (days) of the promotions to champion between `start` and `end`."
+    stamp = _store_stamp(settings)
+    cache = settings.state_dir / "monitoring" / "deployment-cycles.json"
+    if stamp is not None and stamp[1] == 0:  # no store yet: no promotion, and no MLflow to import
+        return []
+    cycles = None
+    if stamp is not None and cache.is_file():  # the store unchanged since they were computed: no MLflow import
+        try:
+            saved = json.loads(cache.read_text())
+            cycles = saved["cycles"] if saved.get("stamp") == stamp else None
+        except (OSError, ValueError, KeyError):
+            cycles = None
+    if cycles is None:
+        cycles = _promotion_cycles(settings)
+        if stamp is not None and _store_stamp(settings) == stamp:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"stamp": stamp, "cycles": cycles}))
+            os.replace(tmp, cache)
+    return [days for _, _, when, days in cycles if start <= when < end and days is not None]
 
 
 def deployment_cycle_kpi(*, now: float | None = None, settings: Settings) -> dict:
@@ -233,7 +301,10 @@ def reproducibility_kpi(*, settings: Settings) -> dict:
     from aiworkbench.jobs.reproduce import reproducibility_rate
 
     days, target = settings.kpi.window_days, settings.kpi.reproducibility
-    rate = reproducibility_rate(days, settings=settings)
+    if not settings.jobs.store and not (settings.state_dir / "jobs.db").exists():  # no job store: nothing re-ran
+        rate = {"value": None, "n": 0, "verdicts": {}}  # (and the KPIs need not load SQLAlchemy: 0.1-0.3 s)
+    else:
+        rate = reproducibility_rate(days, settings=settings)
     value = rate["value"]
     evidence = (
         f"{rate['verdicts'].get('reproduced', 0)} of {rate['n']} re-executions reproduced their metrics "
@@ -252,12 +323,11 @@ def reproducibility_kpi(*, settings: Settings) -> dict:
     )
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #be15f099
-def _cost_per_million(df, settings: Settings) -> float | None:
-    rows = float(df["n"].astype(float).sum()) if len(df) else 0.0
+def _cost_per_million(summary: dict, settings: Settings) -> float | None:
+    rows = summary["rows"]
     if not rows:
         return None
-    cpu_hours = df["cpu_ms"].astype(float).sum() / 3.6e6
-    gb_hours = (df["rss_mb"].astype(float) / 1024 * df["latency_ms"].astype(float) / 3.6e6).sum()
+    cpu_hours, gb_hours = summary["cpu_ms"] / 3.6e6, summary["gb_ms"] / 3.6e6
     total = cpu_hours * settings.cost.usd_per_core_hour + gb_hours * settings.cost.usd_per_gb_hour
     return float(total / rows * 1e6)
 
@@ -267,8 +337,8 @@ def cost_kpi(*, now: float | None = None, settings: Settings) -> dict:
     now = now or time.time()
     days, fall = settings.kpi.window_days, settings.kpi.yearly_cost_reduction
     span = days * 86400
-    value = _cost_per_million(_requests(settings, now - span, now), settings=settings)
-    previous = _cost_per_million(_requests(settings, now - 2 * span, now - span), settings=settings)
+    value = _cost_per_million(_served(settings, now - span, None)[1], settings=settings)
+    previous = _cost_per_million(_served(settings, now - 2 * span, now - span)[1], settings=settings)
     trend = _change(value, previous)
     ok = None
     if trend is not None:
@@ -286,10 +356,40 @@ def cost_kpi(*, now: float | None = None, settings: Settings) -> dict:
     )
 
 # %% ../../nbs/monitoring/38_kpis.ipynb #0a81f726
+def request_logging(*, settings: Settings) -> dict:
+    "Per served model: records its request logs lost (queue or disk full); each new loss is alerted once."
+    from aiworkbench.monitoring.hourly import log_status
+    from aiworkbench.monitoring.monitor import alert
+
+    out = {}
+    for name in served_models(settings=settings):
+        status = log_status(name, settings=settings)
+        out[name] = status
+        seen = settings.state_dir / "monitoring" / name / "dropped-alerted.json"
+        before = json.loads(seen.read_text()) if seen.is_file() else 0
+        if status["dropped"] > before:
+            message = (
+                f"{name}: the request log lost {status['dropped'] - before} more requests ({status['dropped']} in all; "
+                f"queue full: {status['dropped_queue']}, write failed: {status['dropped_write']}"
+                + (f"; last error: {status['last_error']}" if status["last_error"] else "")
+                + ")"
+            )
+            alert("request log", message, settings=settings, model=name, dropped=status["dropped"])
+            seen.parent.mkdir(parents=True, exist_ok=True)
+            seen.write_text(json.dumps(status["dropped"]))
+    return out
+
+
 def kpi_report(*, settings: Settings | None = None) -> dict:
-    "The four KPIs with their evidence, over the window of `[kpi] window_days`."
+    "The four KPIs with their evidence, over the window of `[kpi] window_days`, and what the request logs lost."
     settings = settings or load_settings()
     now = time.time()
+    _SUMMARIES.clear()
+    from aiworkbench.monitoring.hourly import maintain
+    from aiworkbench.monitoring.monitor import open_drift_windows
+
+    for name in served_models(settings=settings):  # JSON lines imported, closed hours compacted and summarized
+        maintain(name, keep=open_drift_windows(name, settings=settings), now=now, settings=settings)
     return {
         "kpis": [
             latency_kpi(now=now, settings=settings),
@@ -299,4 +399,5 @@ def kpi_report(*, settings: Settings | None = None) -> dict:
         ],
         "window_days": settings.kpi.window_days,
         "generated_at": now,
+        "request_logging": request_logging(settings=settings),
     }

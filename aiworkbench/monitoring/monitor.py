@@ -16,8 +16,8 @@ from ..errors import InvalidInput, NotFound
 from ..jsonl import append_jsonl, read_jsonl
 
 # %% auto #0
-__all__ = ['load_reference', 'current_window', 'alert', 'alerts', 'handled_events', 'run_retraining', 'model_contract',
-           'retrain_on_drift', 'monitor']
+__all__ = ['load_reference', 'current_window', 'alert', 'alerts', 'handled_events', 'open_drift_windows', 'run_retraining',
+           'model_contract', 'retrain_on_drift', 'monitor']
 
 # %% ../../nbs/monitoring/37_monitor.ipynb #5c8e5f3c
 def load_reference(name: str, version: str | int, *, settings: Settings):
@@ -39,12 +39,22 @@ def load_reference(name: str, version: str | int, *, settings: Settings):
         ) from None
 
 
-def current_window(name: str, *, now: float | None = None, window_rows: int | None = None, settings: Settings):
+def current_window(
+    name: str,
+    *,
+    now: float | None = None,
+    window_rows: int | None = None,
+    features: list[str] | None = None,  # read only these features' columns (None: every feature)
+    settings: Settings,
+):
     "(rows, info): the latest served rows of model `name` in the window, and what the window was."
-    from aiworkbench.monitoring.request_log import read_request_log, request_log_dir
+    import pandas as pd
+
+    from aiworkbench.monitoring.inference_table import partitions, read_inference
+    from aiworkbench.monitoring.request_log import request_log_dir
 
     folder = request_log_dir(name, settings=settings)
-    if not any(folder.glob("requests-*.jsonl")):
+    if not partitions(folder) and not any(folder.glob("requests-*.jsonl")):
         raise NotFound(
             f"model `{name}` has served no traffic yet: no request log in `{folder}`; serve it "
             f"(`aiwb serve {name}`), send it requests, then run `aiwb monitor {name}` again",
@@ -52,15 +62,31 @@ def current_window(name: str, *, now: float | None = None, window_rows: int | No
         )
     now = now or time.time()
     m = settings.monitoring
-    _, rows = read_request_log(name, settings=settings, since=now - m.window_hours * 3600)
-    rows = rows.sort_values("ts").tail(window_rows or m.window_rows) if len(rows) else rows
+    columns = None if features is None else ["ts", "status", "n", *(f"in.{f}" for f in features)]
+    table = read_inference(name, since=now - m.window_hours * 3600, columns=columns, settings=settings)
+    inputs = [c for c in table.column_names if c.startswith("in.")]
+    if table.num_rows and inputs:  # filtered, ordered and cut in Arrow: pandas sees only the window's features
+        import pyarrow.compute as pc
+
+        served = pc.and_(pc.equal(table["status"], 200), pc.greater(pc.fill_null(table["n"], 1), 0))
+        served = pc.fill_null(served, False)
+        if not pc.all(served).as_py():
+            table = table.filter(served)  # the rows of answered requests, nulls and all
+        ts, keep = table["ts"], window_rows or m.window_rows
+        if len(ts) > 1 and not pc.all(pc.less_equal(ts.slice(0, len(ts) - 1), ts.slice(1))).as_py():
+            table = table.take(pc.sort_indices(table, [("ts", "ascending")]))  # stable: ties keep the table's order
+        table = table.slice(max(0, table.num_rows - keep))  # the latest rows
+        table = table.drop_columns(["status", "n"])
+        rows = table.rename_columns([c.removeprefix("in.") for c in table.column_names]).to_pandas()
+    else:
+        rows = pd.DataFrame(columns=["ts", *(c.removeprefix("in.") for c in inputs)])
     info = {
         "rows": len(rows),
         "hours": m.window_hours,
         "first_ts": float(rows["ts"].min()) if len(rows) else None,
         "last_ts": float(rows["ts"].max()) if len(rows) else None,
     }
-    return rows, info
+    return rows.reset_index(drop=True), info
 
 # %% ../../nbs/monitoring/37_monitor.ipynb #6221c45f
 def alert(kind: str, message: str, *, settings: Settings, **details) -> dict:
@@ -97,6 +123,17 @@ def _events_file(name: str, settings: Settings) -> Path:
 def handled_events(name: str, *, settings: Settings) -> dict[str, dict]:
     "Drift events of model `name` already handled, with their outcomes (a line torn by a crash is skipped)."
     return {e["event"]: e for e in read_jsonl(_events_file(name, settings=settings)) if "event" in e}
+
+
+def open_drift_windows(name: str, *, settings: Settings) -> list[tuple[float, float]]:
+    "The windows (epoch seconds) of drift events of model `name` alerted but not handled yet: retention keeps them."
+    handled, out = handled_events(name, settings=settings), []
+    for a in alerts(settings=settings):
+        event = str(a.get("event") or "")
+        if a.get("kind") == "drift" and a.get("model") == name and event and event not in handled:
+            last = float(event.rsplit(":", 1)[-1])
+            out.append((last - settings.monitoring.window_hours * 3600, last + 1))
+    return out
 
 
 def _record_event(name: str, outcome: dict, *, settings: Settings) -> dict:
@@ -208,13 +245,19 @@ def monitor(
 ) -> dict:
     "Check model `name`'s served traffic for drift against its champion's training data; retrain on drift."
     from aiworkbench.monitoring.drift import drift_report, write_html
+    from aiworkbench.monitoring.feedback import live_report
     from aiworkbench.registry import resolve_version
 
     settings = settings or load_settings()
     m = settings.monitoring
     champion = resolve_version(name, "champion", settings=settings)
     reference = load_reference(name, champion.version, settings=settings)
-    rows, window = current_window(name, now=now, window_rows=window_rows, settings=settings)
+    from aiworkbench.monitoring.hourly import maintain
+
+    keep = open_drift_windows(name, settings=settings)
+    maintain(name, keep=keep, settings=settings)  # JSON-lines logs imported, closed hours compacted, retention
+    features = list(reference.features)
+    rows, window = current_window(name, now=now, window_rows=window_rows, features=features, settings=settings)
     report = drift_report(
         reference,
         rows,
@@ -238,6 +281,11 @@ def monitor(
         "drift": report.to_dict(),
         "report": {"json": str(json_path), "html": str(html_path) if html_path else None},
     }
+    since = (now or time.time()) - m.window_hours * 3600  # the champion vs its challenger, over the same hours
+    live = live_report(name, since=since, champion=int(champion.version), settings=settings)
+    parts = ("task", "since", "labels", "coverage", "variants", "challenger", "shadow", "concept_drift", "shown")
+    result["live"] = {k: live[k] for k in parts} | {"window_hours": m.window_hours}
+    result["concept_drift"] = bool(live["concept_drift"]["drifted"])
     if report.verdict == "drift":
         event = f"drift:{name}:{window['last_ts']:.6f}"  # the same window is the same event, whoever is champion
         result["event"] = event

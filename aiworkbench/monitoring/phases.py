@@ -13,10 +13,10 @@ from functools import cached_property
 from ..config import Settings, load_settings
 
 # %% auto #0
-__all__ = ['PHASES', 'Check', 'CHECKS', 'CI_FILES', 'NOTEBOOK_TESTS', 'ACCELERATORS', 'Item', 'Evidence', 'check',
-           'contracts_validated', 'runs_tracked', 'models_versioned', 'notebooks_in_ci', 'model_served',
-           'drift_monitored', 'retraining_scheduled', 'several_models_served', 'alerts_configured', 'onnx_exported',
-           'accelerated', 'phase_report']
+__all__ = ['PHASES', 'Check', 'CHECKS', 'CI_EXPERIMENT', 'CI_TAG', 'CI_FILES', 'ACCELERATORS', 'Item', 'Evidence', 'check',
+           'contracts_validated', 'runs_tracked', 'models_versioned', 'ci_filter', 'ci_records', 'notebooks_in_ci',
+           'model_served', 'drift_monitored', 'feature_store_in_use', 'trained_on_tables', 'retraining_scheduled',
+           'several_models_served', 'alerts_configured', 'onnx_exported', 'accelerated', 'phase_report']
 
 # %% ../../nbs/monitoring/39_phases.ipynb #c8ee0f4e
 PHASES = {0: "Getting started", 1: "Prototype", 2: "Production hardening", 3: "Enterprise scale", 4: "Optimization"}
@@ -121,26 +121,71 @@ def models_versioned(ev: Evidence) -> Item:
     )
 
 # %% ../../nbs/monitoring/39_phases.ipynb #a1965b02
-CI_FILES = (".ci/*", ".github/workflows/*.y*ml", ".gitlab-ci.yml", "Makefile", "Jenkinsfile")
-NOTEBOOK_TESTS = ("nbdev-test", "nbdev_test", "nbval", "aiwb jobs run", "papermill")
+CI_EXPERIMENT = "aiwb-ci"  # the MLflow experiment every `aiwb ci` run is recorded in
+CI_TAG = "aiwb.ci"  # ... tagged so; `aiwb.ci.outcome` says passed or failed, `aiwb.ci.commit` which commit
+CI_FILES = (".github/workflows/*.y*ml", ".gitlab-ci.yml")
+
+
+def ci_filter(*, settings: Settings) -> str:
+    "The search filter of the project's recorded `aiwb ci` runs (one `aiwb-ci` experiment serves a team's projects)."
+    name = settings.project.name.replace("'", "\\'")
+    return f"tags.`{CI_TAG}` = '1' AND tags.`aiwb.project` = '{name}'"
+
+
+def ci_records(*, since: float, settings: Settings) -> list[dict]:
+    "The recorded `aiwb ci` runs started since `since` (epoch seconds), newest first: `{run_id, started, outcome}`."
+    from aiworkbench.tracking import client
+
+    c = client(settings=settings)
+    exp = c.get_experiment_by_name(CI_EXPERIMENT)
+    if exp is None:
+        return []
+    runs = c.search_runs(
+        [exp.experiment_id],
+        f"{ci_filter(settings=settings)} AND attributes.start_time >= {int(since * 1000)}",
+        max_results=50,
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "started": r.info.start_time / 1000,
+            "outcome": r.data.tags.get("aiwb.ci.outcome"),
+            "commit": r.data.tags.get("aiwb.ci.commit") or None,
+        }
+        for r in runs
+    ]
 
 
 @check
 def notebooks_in_ci(ev: Evidence) -> Item:
     s = ev.settings
-    found = []
-    for pattern in CI_FILES:
-        for f in s.root.glob(pattern):
-            if f.is_file() and any(t in f.read_text(errors="replace") for t in NOTEBOOK_TESTS):
-                found.append(str(f.relative_to(s.root)))
-    return Item(
-        2,
-        "ci",
-        "Notebooks run as tests in CI",
-        bool(found),
-        f"notebook tests in {', '.join(found)}" if found else "no CI file runs notebooks",
-        "" if found else "run your notebooks in CI, e.g. `pytest --nbval-lax nbs/` in .github/workflows/",
+    workflows = [str(f.relative_to(s.root)) for p in CI_FILES for f in sorted(s.root.glob(p)) if f.is_file()]
+    records = ci_records(since=time.time() - s.kpi.window_days * 86400, settings=s)
+    passing = [r for r in records if r["outcome"] == "passed"]
+    skipped = [r for r in records if r["outcome"] == "skipped"]  # every stage skipped: nothing was checked
+    where = f"; workflow {', '.join(workflows)}" if workflows else ""
+    if passing:
+        last = passing[0]
+        commit = f" of commit {last['commit'][:12]}" if last["commit"] else ""
+        evidence = f"last passing `aiwb ci` run {last['run_id'][:12]}{commit} ({len(passing)} of {len(records)} passed"
+        evidence += f" in {s.kpi.window_days:g} days){where}"
+    elif records:
+        nothing = f" ({len(skipped)} checked nothing: every stage skipped)" if skipped else ""
+        evidence = f"{len(records)} `aiwb ci` run(s) in {s.kpi.window_days:g} days, none passed{nothing}{where}"
+    else:
+        evidence = f"no `aiwb ci` run recorded in {s.kpi.window_days:g} days{where}"
+    step = (
+        ""
+        if passing
+        else "give `aiwb ci` something to check: a contract with its data, notebooks with test parameters, a "
+        "training entry ([ci] train_notebook or [ci] data); its summary says what each stage needs"
+        if records and len(skipped) == len(records)
+        else "make `aiwb ci` pass (see its summary)"
+        if records
+        else "run `aiwb ci` (and `aiwb ci init --ci github` to run it on every push)"
     )
+    return Item(2, "ci", "Notebooks and models run as tests in CI", bool(passing), evidence, step)
 
 
 @check
@@ -174,6 +219,22 @@ def drift_monitored(ev: Evidence) -> Item:
         f"drift reports in the last {s.kpi.window_days:g} days for {', '.join(watched) or 'no model'}",
         "" if ok else f"monitor {', '.join(missing) or 'a served model'}: `aiwb monitor NAME`",
     )
+
+# %% ../../nbs/monitoring/39_phases.ipynb #0ba7a2d0
+@check
+def feature_store_in_use(ev: Evidence) -> Item:
+    from aiworkbench.lake_evidence import features_in_use
+
+    found = features_in_use(runs=ev.runs, settings=ev.settings)
+    return Item(2, "features", "A feature store is in use: a view materialized and a model trained from it", **found)
+
+
+@check
+def trained_on_tables(ev: Evidence) -> Item:
+    from aiworkbench.lake_evidence import lakehouse_evidence
+
+    found = lakehouse_evidence(runs=ev.runs, settings=ev.settings)
+    return Item(2, "lakehouse", "Models are trained on versioned lake tables", **found)
 
 # %% ../../nbs/monitoring/39_phases.ipynb #cb3b0641
 @check
@@ -231,16 +292,14 @@ def alerts_configured(ev: Evidence) -> Item:
 @check
 def onnx_exported(ev: Evidence) -> Item:
     tagged = [f"{v['name']}/{v['version']}" for v in ev.versions if "aiwb.onnx" in (v["tags"] or {})]
+    champion = next((v["name"] for v in ev.versions if "champion" in v["aliases"]), "NAME")
     return Item(
         4,
         "onnx",
         "A model version is exported to ONNX for edge or accelerated serving",
         bool(tagged),
         f"ONNX exports: {', '.join(tagged)}" if tagged else "no version tagged `aiwb.onnx`",
-        ""
-        if tagged
-        else "export the champion with `torch.onnx.export`, log it with `mlflow.onnx.log_model`, "
-        "and tag the version `aiwb.onnx`",
+        "" if tagged else f"export the champion to ONNX: `aiwb export {champion}@champion --format onnx`",
     )
 
 
