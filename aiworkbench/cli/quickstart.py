@@ -68,6 +68,7 @@ def stage_data(ctx: Context) -> dict:
     epochs, seed = RECIPES["retrain"]
     cells = retrain_cells(MODEL_NAME, "data/breast_cancer.csv", "contracts/breast_cancer.yaml", epochs, seed)
     retrain.write_text(notebook_source(cells))
+    ci = wb.ci.configure(train_notebook=s.monitoring.retrain_notebook, model=MODEL_NAME)  # what `aiwb ci` trains
     report = wb.data.validate(dataset, contract)  # recorded in the project's validation history
     batch = df.sample(40, random_state=7).reset_index(drop=True).astype(object)
     for row, column, value in BATCH_FAULTS:
@@ -86,6 +87,7 @@ def stage_data(ctx: Context) -> dict:
         "contract_ref": contract.ref,
         "valid": report.ok,
         "fingerprint": fp,
+        "ci": ci,
         "batch": {
             "rows": len(batch),
             "good": checked.n_good,
@@ -182,6 +184,9 @@ def stage_serve(ctx: Context) -> dict:
     with wb.serving.serve(ref, port=0) as server:  # a free port
         ctx.console.print(f"  serving {ref} at {server.url} (build folder {packaged['build_dir']})", soft_wrap=True)
         sent = _send(server.url, normal)
+        from aiworkbench.monitoring.inference_table import wait_for_rows
+
+        wait_for_rows(MODEL_NAME, sent, settings=wb.settings)  # a live service lands its log every flush interval
         calm = wb.monitor(MODEL_NAME, retrain=False, window_rows=len(normal))
         ctx.console.print(f"  {sent} normal rows served; monitor: {calm['verdict']}", soft_wrap=True)
         sent += _send(server.url, drifted)
