@@ -52,17 +52,27 @@ nbtest: $(STAMP)
 team-setup:
 	bash scripts/setup_team.sh
 
+# a module's tests stay in one process (its fixtures start servers once); modules run TEST_WORKERS at a time
+TEST_WORKERS ?= 2
 pytest: $(STAMP) team-setup
-	$(BIN)/pytest -q --durations=15 tests
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 tutorials: $(STAMP)
 	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider nbs/tutorials
 
-bench: $(STAMP) lab-ext
+# every benchmark, each side by side with its reference (bench/team.py includes bench/claims.py's rows)
+bench: $(STAMP) lab-ext team-setup
 	$(BIN)/python bench/contracts.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/panel.py
+	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/team.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/ci.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .aiwb

@@ -16,9 +16,10 @@ from typing import Any, get_type_hints
 from .errors import NotFound, SettingsError
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'PROJECT_SECTION', 'ENV_PREFIX', 'SECTIONS', 'ProjectSettings', 'PathsSettings', 'TrackingSettings',
-           'KpiSettings', 'CostSettings', 'ServingSettings', 'JobsSettings', 'MonitoringSettings', 'Settings',
-           'is_project', 'find_root', 'load_settings', 'settings_template']
+__all__ = ['SETTINGS_FILE', 'PROJECT_SECTION', 'ENV_PREFIX', 'SECTIONS', 'ProjectSettings', 'PathsSettings', 'DataSettings',
+           'FeaturesSettings', 'TrackingSettings', 'KpiSettings', 'CostSettings', 'ServingSettings', 'JobsSettings',
+           'MonitoringSettings', 'CiSettings', 'Settings', 'is_project', 'find_root', 'load_settings',
+           'settings_template']
 
 # %% ../nbs/00_config.ipynb #54af00a6
 SETTINGS_FILE = "settings.ini"
@@ -26,9 +27,11 @@ PROJECT_SECTION = "aiworkbench"
 ENV_PREFIX = "AIWB_"
 
 
-def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None) -> Any:
-    "A settings field with its default, one line of help, and its allowed range."
-    return field(default=default, metadata={"help": help, "min": min, "max": max})
+def _opt(
+    default: Any, help: str, *, min: float | None = None, max: float | None = None, choices: tuple[str, ...] = ()
+) -> Any:
+    "A settings field with its default, one line of help, and its allowed range (or its allowed words)."
+    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,24 @@ class PathsSettings:
     data_dir: str = _opt("data", "datasets")
     contracts_dir: str = _opt("contracts", "data contracts (YAML)")
     notebooks_dir: str = _opt("nbs", "notebooks, including job notebooks")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    "`[data]`: the lakehouse: versioned Delta Lake tables under contracts."
+
+    lake: str = _opt("lake", "root of the Delta Lake tables (a folder, or any URI delta-rs takes, e.g. s3://...)")
+    memory_budget_mb: float = _opt(
+        1024.0, "training from a table larger than this streams it in batches instead of loading it, MB", min=1
+    )
+
+
+@dataclass(frozen=True)
+class FeaturesSettings:
+    "`[features]`: feature views and their online store."
+
+    views_dir: str = _opt("features", "feature view definitions (YAML), relative to the project root")
+    online: str = _opt("", "online store URI; empty means sqlite:///<state_dir>/online.db")
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,11 @@ class ServingSettings:
     port: int = _opt(3000, "port `aiwb serve` binds (0: a free port)", min=0, max=65535)
     batching_window_ms: float = _opt(5.0, "adaptive batching: longest wait for a batch, milliseconds", min=0)
     max_batch_size: int = _opt(64, "adaptive batching: most rows in one batch", min=1)
+    runtime: str = _opt("onnx", "the model runtime of a service (onnx: faster here)", choices=("onnx", "torchscript"))
+    threads: int = _opt(1, "threads of the model runtime (intra-op)", min=1)
+    follow: bool = _opt(False, "a packaged service follows its alias: loads a newly promoted version and swaps")
+    follow_poll_s: float = _opt(5.0, "how often a following service looks up its alias, seconds", min=0.1)
+    otlp_endpoint: str = _opt("", "OpenTelemetry traces of /predict go to this OTLP endpoint; empty: off")
 
 
 @dataclass(frozen=True)
@@ -90,6 +116,12 @@ class JobsSettings:
     "`[jobs]`: notebook jobs and the scheduler."
 
     workers: int = _opt(2, "notebook runs at once", min=1)
+    store: str = _opt("", "the job store's SQLAlchemy URI; empty means sqlite:///<state_dir>/jobs.db")
+    executor: str = _opt("local", "where notebook runs execute", choices=("local", "dask"))
+    dask_scheduler: str = _opt("", "the Dask scheduler's address when executor = dask, e.g. tcp://dask.team:8786")
+    scheduler_timeout_s: float = _opt(
+        30.0, "a scheduler whose heartbeat is older than this is gone; its runs are recovered, seconds", min=1
+    )
     default_timeout_s: float = _opt(3600.0, "a run's timeout when its job names none, seconds", min=1)
     retries: int = _opt(0, "retries of a failed run when its job names none", min=0)
     poll_interval_s: float = _opt(0.5, "how often the scheduler looks for due work, seconds", min=0.05)
@@ -114,17 +146,38 @@ class MonitoringSettings:
     retrain_notebook: str = _opt("nbs/retrain.ipynb", "the notebook job that retrains a model on drift")
     holdout: str = _opt("", "labelled rows champion and challenger are both scored on; empty: their own val_loss")
     alert_command: str = _opt("", "a shell command run on each alert (the alert JSON on its stdin); empty: none")
+    retention_days: float = _opt(
+        90.0, "served-traffic records older than this are deleted, whole partitions only", min=1
+    )
+    flush_interval_s: float = _opt(
+        1.0, "the service's request log lands records at least this often, seconds", min=0.01
+    )
+
+
+@dataclass(frozen=True)
+class CiSettings:
+    "`[ci]`: what `aiwb ci` runs on this project."
+
+    stages: str = _opt("validate,test,train,gate,package,smoke", "the stages `aiwb ci` runs, in order")
+    test_notebooks: str = _opt("nbs/*.ipynb", "notebooks run as tests (a glob, relative to the project root)")
+    train_notebook: str = _opt("", "the notebook job that trains the candidate; empty: `aiwb train` with [ci] data")
+    data: str = _opt("", "the training data file or lake: reference the candidate is trained on")
+    target: str = _opt("", "the target column of that training data")
+    model: str = _opt("", "the registered model the candidate becomes a version of; empty: the project name")
 
 
 SECTIONS: dict[str, tuple[str, type]] = {
     PROJECT_SECTION: ("project", ProjectSettings),
     "paths": ("paths", PathsSettings),
+    "data": ("data", DataSettings),
+    "features": ("features", FeaturesSettings),
     "tracking": ("tracking", TrackingSettings),
     "kpi": ("kpi", KpiSettings),
     "cost": ("cost", CostSettings),
     "serving": ("serving", ServingSettings),
     "jobs": ("jobs", JobsSettings),
     "monitoring": ("monitoring", MonitoringSettings),
+    "ci": ("ci", CiSettings),
 }
 
 # %% ../nbs/00_config.ipynb #ff639cbc
@@ -135,12 +188,15 @@ class Settings:
     root: Path  # the project root, the folder holding settings.ini
     project: ProjectSettings = field(default_factory=ProjectSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    features: FeaturesSettings = field(default_factory=FeaturesSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     kpi: KpiSettings = field(default_factory=KpiSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    ci: CiSettings = field(default_factory=CiSettings)
 
     def path(self, relative: str) -> Path:
         "`relative` resolved against the project root (absolute paths are kept)."
@@ -215,7 +271,14 @@ def _suggest(word: str, choices) -> str:
     return f"; did you mean `{close[0]}`?" if close else f"; known: {', '.join(sorted(choices))}"
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def _allowed(typ: type, meta: dict) -> str:
+    if meta.get("choices"):
+        return "one of " + ", ".join(f"`{c}`" for c in meta["choices"])
+    if typ is bool:
+        return "true or false"
     kind = {int: "a whole number", float: "a number", str: "text"}[typ]
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and hi is not None:
@@ -227,6 +290,13 @@ def _allowed(typ: type, meta: dict) -> str:
 
 def _convert(raw: str, typ: type, meta: dict, where: str, **loc) -> Any:
     "`raw` as `typ`, checked against the field's range; `where` says where the value came from."
+    if typ is bool:
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise SettingsError(f"{where} = `{raw}` is not {_allowed(typ, meta)}.", **loc)
+        return word in _TRUE
+    if meta.get("choices") and raw.strip() not in meta["choices"]:
+        raise SettingsError(f"{where} = `{raw}` is not {_allowed(typ, meta)}.", **loc)
     try:
         value = typ(raw.strip()) if typ is not str else raw.strip()
     except ValueError:
@@ -322,7 +392,11 @@ def settings_template(name: str) -> str:
             if section == PROJECT_SECTION and f.name == "name":
                 lines.append(f"{f.name} = {name}")
                 continue
-            default = f.default if not isinstance(f.default, float) else f"{f.default:g}"
+            default = f.default
+            if isinstance(default, bool):
+                default = "true" if default else "false"
+            elif isinstance(default, float):
+                default = f"{default:g}"
             lines.append(f"# {f.metadata['help']}")
             lines.append(f"# {f.name} = {default}")
         lines.append("")

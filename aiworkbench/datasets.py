@@ -174,8 +174,12 @@ def read_parquet(path: str | Path, contract: Contract | None = None) -> pd.DataF
     return table.to_pandas(date_as_object=False)
 
 # %% ../nbs/11_datasets.ipynb #cf534f3a
-def read_table(path: str | Path, contract: Contract | None = None) -> pd.DataFrame:
-    "A CSV or parquet file as a DataFrame (by extension), with the checks of `read_csv` / `read_parquet`."
+def read_table(path: str | Path, contract: Contract | None = None, *, settings: Settings | None = None) -> pd.DataFrame:
+    "A CSV or parquet file (by extension) or a `lake:TABLE[@VERSION|@TIME]` reference as a DataFrame."
+    if str(path).startswith("lake:"):
+        from aiworkbench.lake import read_ref
+
+        return read_ref(str(path), contract, settings=settings)
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"

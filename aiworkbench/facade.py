@@ -76,7 +76,8 @@ class Data(Namespace):
         "A CSV or parquet file as a DataFrame (typed by `contract` when given); errors name the file and line."
         from aiworkbench.datasets import read_table
 
-        return read_table(path, self.contract(contract))
+        lake = str(path).startswith("lake:")  # a table of this project's lake; a file needs no project
+        return read_table(path, self.contract(contract), settings=self.settings if lake else None)
 
     def infer(
         self,
@@ -134,7 +135,18 @@ class Data(Namespace):
         return report
 
     def _project_contract(self, path: str | Path) -> Contract:
+        "A file's contract, by its stem, from the project's contracts; a `lake:` table's, the one its commits record."
         s = self.settings
+        if str(path).startswith("lake:"):
+            from aiworkbench.lake import open_table, parse_ref, table_contract
+
+            ref = parse_ref(path)
+            recorded = table_contract(ref.table, open_table(ref, settings=s).version(), settings=s)
+            if recorded is None:
+                raise NotFound(
+                    f"no contract given for `{path}`, and no commit of `{ref.table}` records one", field="contract"
+                )
+            return recorded
         found = s.path(s.paths.contracts_dir) / f"{Path(path).stem}.yaml"
         if not found.is_file():
             raise NotFound(f"no contract given for `{path}`, and the project has no `{found}`", field="contract")
@@ -184,6 +196,8 @@ class Runs(Namespace):
         quarantine: str | Path | None = None,  # quarantine bad rows here and train on the rest
         run_name: str | None = None,  # default: the file's stem
         progress: bool = True,  # Lightning's progress bar
+        devices: int | str | list = 1,  # Lightning's devices: a count, `auto`, or a list of GPU ids
+        num_nodes: int = 1,  # Lightning's num_nodes (several machines)
     ) -> TrainModelResponse:
         "Train the ready-made tabular model on validated rows, tracked in MLflow (what `aiwb train` does)."
         from aiworkbench.tracking import get_run
@@ -210,6 +224,8 @@ class Runs(Namespace):
                     register=register,
                     run_name=run_name or (Path(data).stem if is_path(data) else None),
                     enable_progress_bar=progress,
+                    devices=devices,
+                    num_nodes=num_nodes,
                     settings=self.settings,
                 )
         except InvalidInput as e:  # the data cannot train this model (e.g. a single class): name the file

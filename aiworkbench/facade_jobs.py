@@ -167,7 +167,8 @@ class Jobs(Namespace):
         return result_model("CancelJobResponse").model_validate({"cancelled": cancelled})
 
     def output(self, run_id: str, format: str = "json") -> ShowJobRunOutputResponse | str:
-        "A run's output notebook: its path relative to the root and its JSON; or, `format='html'`, as an HTML page."
+        """A run's output notebook: its path relative to the root (or, when it ran on another machine, the MLflow
+        artifact it was downloaded from) and its JSON; or, `format='html'`, as an HTML page."""
         from aiworkbench.jobs.runner import nbformat_from, output_path
         from aiworkbench.jobs.spec import read_notebook_json
         from aiworkbench.jobs.store import get_run
@@ -177,16 +178,37 @@ class Jobs(Namespace):
         s = self.settings
         run = get_run(run_id, settings=s)
         path = Path(run.get("output_path") or output_path(run, settings=s)).resolve()
-        if not path.is_relative_to(s.state_dir.resolve()) or not path.is_file():
-            raise NotFound(f"run `{run_id}` ({run['status']}) has no output notebook yet", field="run")
-        notebook = read_notebook_json(path)
+        if path.is_relative_to(s.state_dir.resolve()) and path.is_file():
+            notebook, shown_path = read_notebook_json(path), path.relative_to(s.root.resolve()).as_posix()
+        else:  # executed on another machine (or its file is gone): the copy logged to the run's MLflow run
+            notebook, shown_path = self._output_artifact(run, path.name)
         if format == "html":
             from nbconvert import HTMLExporter
 
             return HTMLExporter().from_notebook_node(nbformat_from(notebook))[0]
-        rel = path.relative_to(s.root.resolve()).as_posix()
-        shown = {"run_id": run["id"], "path": rel, "notebook": notebook}
+        shown = {"run_id": run["id"], "path": shown_path, "notebook": notebook}
         return result_model("ShowJobRunOutputResponse").model_validate(shown)
+
+    def _output_artifact(self, run: dict, name: str) -> tuple[dict, str]:
+        "The output notebook `name` logged to `run`'s MLflow run (artifact `notebook/NAME`), and its URI."
+        import tempfile
+
+        from aiworkbench.jobs.spec import read_notebook_json
+        from aiworkbench.tracking import download
+
+        if not run.get("mlflow_run_id") or not run["finished"]:
+            raise NotFound(f"run `{run['id']}` ({run['status']}) has no output notebook yet", field="run")
+        uri = f"runs:/{run['mlflow_run_id']}/notebook/{name}"
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = download(uri, dst=tmp, settings=self.settings)
+            except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
+                raise NotFound(
+                    f"run `{run['id']}` ({run['status']}, worker {run.get('worker') or '?'}): its output notebook is "
+                    f"not on this machine and could not be downloaded from `{uri}` ({type(e).__name__}: {e})",
+                    field="run",
+                ) from None
+            return read_notebook_json(Path(local)), uri
 
     def parameters(self, notebook: str, *, base: str | Path | None = None) -> ShowNotebookParametersResponse:
         "The defaults of a notebook's `parameters` cell (None where not a literal) and their types."
@@ -244,7 +266,7 @@ class Jobs(Namespace):
         )
 
     def scheduler(self, workers: int | None = None, stop_after_s: float | None = None, log=print) -> dict:
-        "Run the project's job scheduler in the foreground (one per project): cron ticks, workers, recovery."
+        "Run the job scheduler in the foreground (one per project folder and host): cron ticks, workers, recovery."
         from aiworkbench.jobs.scheduler import run_scheduler
 
         return run_scheduler(workers=workers, stop_after_s=stop_after_s, log=log, settings=self.settings)

@@ -79,10 +79,23 @@ class Models(Namespace):
         from aiworkbench.registry import promote
 
         extra = {} if wait is None else {"wait": wait}
-        moved = promote(
-            name, version, self.gate(gate, contract), alias=alias, reason=reason, settings=self.settings, **extra
-        )
+        checked = self.gate(gate, contract)
+        if checked.needs_live():
+            checked.live = self.live_comparison(name, version)
+        moved = promote(name, version, checked, alias=alias, reason=reason, settings=self.settings, **extra)
         return result_model("MoveAliasResponse").model_validate(moved)
+
+    def live_comparison(self, name: str, version: int | str) -> dict:
+        "The live report of `version` (a number or an alias) against the current champion: what a live gate reads."
+        from aiworkbench.monitoring.feedback import live_report
+        from aiworkbench.registry import resolve_version
+
+        challenger = int(resolve_version(name, version, settings=self.settings).version)
+        try:
+            champion = int(resolve_version(name, "champion", settings=self.settings).version)
+        except NotFound:  # no champion yet: nothing to compare with
+            return {"compared": {"champion": None, "challenger": challenger}}
+        return live_report(name, champion=champion, challenger=challenger, settings=self.settings)
 
     def rollback(
         self, name: str, alias: str = "champion", reason: str = "rollback", wait: float | None = None
@@ -121,6 +134,12 @@ class Serving(Namespace):
             ref, port=s.port if port is None else port, host=host or s.host, timeout=timeout, settings=self.settings
         )
 
+    def followers(self, build: str | Path, poll_s: float | None = None) -> list:
+        "One `AliasFollower` (not started) per model a build folder serves: what `aiwb follow` runs beside the service."
+        from aiworkbench.serving.server import build_followers
+
+        return build_followers(Path(build), poll_s, settings=self.settings)
+
 # %% ../nbs/41b_facade_models.ipynb #7e1a4c91
 class Team(Namespace):
     "A team's servers on this machine, for a try-out: PostgreSQL and an MLflow tracking server on it (`aiwb team`)."
@@ -150,3 +169,9 @@ class Team(Namespace):
         from aiworkbench.team.servers import team_down
 
         return team_down(**self._where(dir))
+
+    def migrate(self, to: str, jobs_to: str | None = None) -> dict:
+        "Copy the project's MLflow store to the server `to` (its job history to `jobs_to`), then verify the copy."
+        from aiworkbench.team.migrate_verify import migrate_store
+
+        return migrate_store(to, jobs_to=jobs_to, settings=self.settings)

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 from .config import Settings, load_settings
 from .contracts import Contract
-from .errors import Conflict
+from .errors import Conflict, InvalidInput
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'Check', 'Gate', 'contract_check', 'loadable_check', 'GateRefused']
+__all__ = ['LOWER_IS_BETTER', 'LIVE_METRICS', 'Check', 'Gate', 'compared_check', 'live_beats', 'agreement_check',
+           'contract_check', 'loadable_check', 'GateRefused']
 
 # %% ../nbs/14a_gates.ipynb #436fe5e8
 LOWER_IS_BETTER = re.compile(r"loss|rmse|mse|mae|error|latency", re.IGNORECASE)
+LIVE_METRICS = {"live_accuracy": "classification", "live_mae": "regression"}  # what `live_*` gates read, per task
 
 
 @dataclass
@@ -38,18 +40,43 @@ class Gate:
     beat_champion: str | None = None  # this metric must beat the champion's ...
     min_delta: float = 0.0  # ... by at least this much (direction: lower is better for losses and errors)
     contract: Contract | None = None  # the model's inputs must be exactly this contract's features
+    min_agreement: float | None = None  # the shadowed challenger agrees with the champion on this share of rows
+    live: dict | None = None  # the live report (`monitoring.feedback.live_report`): what `live_*` checks read
+
+    def needs_live(self) -> bool:
+        "Whether a check reads live traffic: the caller fills `live` for the versions compared."
+        return self.min_agreement is not None or bool(self.beat_champion and self.is_live(self.beat_champion))
 
     def metrics_named(self) -> set[str]:
-        return set(self.min_metrics) | set(self.max_metrics) | ({self.beat_champion} if self.beat_champion else set())
+        "The run metrics the checks read (`live_*` come from the live report instead)."
+        beat = {self.beat_champion} if self.beat_champion and not self.is_live(self.beat_champion) else set()
+        return set(self.min_metrics) | set(self.max_metrics) | beat
 
-    def evaluate(self, metrics: dict[str, float], champion: dict[str, float] | None, model_meta: dict) -> list[Check]:
-        "Each check with its numbers."
+    @staticmethod
+    def is_live(metric: str) -> bool:
+        return metric.startswith("live_")
+
+    def evaluate(
+        self,
+        metrics: dict[str, float],
+        champion: dict[str, float] | None,
+        model_meta: dict,
+        *,
+        version: int | None = None,  # the version being promoted ...
+        champion_version: int | None = None,  # ... over this champion: live traffic must compare these two
+    ) -> list[Check]:
+        "Each check with its numbers; `InvalidInput` for a live check the model's task cannot have."
+        self.check_live_task(model_meta.get("aiwb.task"))
         checks = []
         for m, bound in self.min_metrics.items():
             checks.append(Check(f"{m} >= {bound:g}", metrics[m] >= bound, f"{m} = {metrics[m]:.6g}"))
         for m, bound in self.max_metrics.items():
             checks.append(Check(f"{m} <= {bound:g}", metrics[m] <= bound, f"{m} = {metrics[m]:.6g}"))
-        if self.beat_champion:
+        if self.needs_live() and (self.live or {}).get("compared"):
+            checks.append(compared_check(self.live["compared"], version, champion_version))
+        if self.beat_champion and self.is_live(self.beat_champion):
+            checks.append(live_beats(self.beat_champion, self.min_delta, self.live))
+        elif self.beat_champion:
             m = self.beat_champion
             if champion is None:
                 checks.append(Check(f"beats champion on {m}", True, "no champion yet"))
@@ -68,7 +95,84 @@ class Gate:
                 )
         if self.contract is not None:
             checks.append(contract_check(self.contract, model_meta))
+        if self.min_agreement is not None:
+            checks.append(agreement_check(self.min_agreement, self.live))
         return checks
+
+    def check_live_task(self, task: str | None) -> None:
+        "`InvalidInput` for an unknown `live_*` metric, or one the model's task (`aiwb.task`) does not have."
+        m = self.beat_champion
+        if m and self.is_live(m) and m not in LIVE_METRICS:
+            raise InvalidInput(
+                f"gate metric `{m}` is not a live metric: use {' or '.join(LIVE_METRICS)}", field="gate.beat_champion"
+            )
+        if m and self.is_live(m) and task and LIVE_METRICS[m] != task:
+            other = next(k for k, v in LIVE_METRICS.items() if v == task)
+            raise InvalidInput(
+                f"gate metric `{m}` needs a {LIVE_METRICS[m]} model, this one is a {task}: use `{other}`",
+                field="gate.beat_champion",
+            )
+        if self.min_agreement is not None and task == "regression":
+            raise InvalidInput(
+                "--min-agreement is the share of rows both versions give the same class: this model is a regression; "
+                "gate it on `live_mae` instead",
+                field="gate.min_agreement",
+            )
+
+
+def compared_check(compared: dict, version: int | None, champion_version: int | None) -> Check:
+    "Whether the live traffic read compares the version being promoted with the current champion."
+    have, want = (compared.get("champion"), compared.get("challenger")), (champion_version, version)
+    if have[0] is None:
+        return Check("live traffic", version is None or have == want, "no champion yet")
+    name = f"live traffic compares champion v{have[0]} with v{have[1]}"
+    if version is None or have == want:
+        return Check(name, True, "the versions of this promotion")
+    return Check(name, False, f"this promotion is v{version} over champion v{champion_version}: the live numbers are "
+                 "of other versions; run the gate again")  # fmt: skip
+
+
+def _no_champion(live: dict | None) -> bool:
+    "Whether the caller found no champion to compare with (`compared` names none)."
+    return "compared" in (live or {}) and live["compared"].get("champion") is None
+
+
+def live_beats(metric: str, min_delta: float, live: dict | None) -> Check:
+    "Whether the challenger beats the champion on `metric` (`live_accuracy`, `live_mae`) on labelled live traffic."
+    base = metric.removeprefix("live_")
+    name = f"beats champion on {metric} by >= {min_delta:g}"
+    if _no_champion(live):
+        return Check(name, True, "no champion yet")
+    live = live or {}
+    champion, challenger = live.get(metric), (live.get("challenger") or {}).get(base)
+    n_champion = ((live.get("variants") or {}).get("champion") or {}).get("labels", 0)
+    n_challenger = (live.get("challenger") or {}).get("labels", 0)
+    if champion is None or challenger is None:
+        numbers = f"champion {n_champion} label(s), challenger {n_challenger}"
+        return Check(name, False, f"no labelled live traffic for both versions ({numbers}): serve with --canary or "
+                     "--shadow and POST /feedback labels")  # fmt: skip
+    lower = bool(LOWER_IS_BETTER.search(base))
+    gain = champion - challenger if lower else challenger - champion
+    detail = (f"{base} live = {challenger:.6g} on {n_challenger} label(s) vs champion {champion:.6g} on "
+              f"{n_champion} ({'lower' if lower else 'higher'} is better)")  # fmt: skip
+    return Check(name, gain >= min_delta, f"{detail}; gain {gain:.6g}")
+
+
+def agreement_check(minimum: float, live: dict | None) -> Check:
+    "Whether the shadowed challenger answered and agreed with the champion on at least `minimum` of live requests."
+    name = f"agrees with the champion on >= {minimum:g} of live rows"
+    if _no_champion(live):
+        return Check(name, True, "no champion yet")
+    shadow = (live or {}).get("shadow") or {}
+    requests, errors, agreement = shadow.get("requests", 0), shadow.get("errors", 0), shadow.get("agreement")
+    if not requests:
+        return Check(name, False, "no shadow traffic compared the two versions: serve with --shadow challenger first")
+    if agreement is None:
+        why = f"the challenger failed on all {requests} shadowed requests (last: {shadow.get('last_error')})"
+        return Check(name, False, why)
+    share = agreement * (requests - errors) / requests  # a request the challenger failed agrees on nothing
+    failed = f"; {errors} failed by the challenger count as disagreeing: {share:.4g}" if errors else ""
+    return Check(name, share >= minimum, f"agreement {agreement:.4g} on {requests} requests{failed}")
 
 
 def contract_check(contract: Contract, meta: dict) -> Check:

@@ -11,15 +11,22 @@ from .config import SETTINGS_FILE, settings_template
 from .errors import Conflict, InvalidInput
 
 # %% auto #0
-__all__ = ['EXPLORE', 'VALIDATE', 'GITIGNORE', 'CONTRACTS_README', 'notebook_source', 'retrain_cells', 'init_project']
+__all__ = ['EXPLORE', 'VALIDATE', 'GITIGNORE', 'CONTRACTS_README', 'SAMPLE_CONTRACT_YAML', 'STARTER_RETRAIN',
+           'REQUIREMENTS_HEADER', 'SAMPLE_DATA', 'SAMPLE_CONTRACT', 'EXPLORE_CI', 'VALIDATE_CI', 'RETRAIN_CI',
+           'notebook_source', 'retrain_cells', 'sample_csv', 'requirements', 'write_requirements', 'init_project']
 
 # %% ../nbs/02_project.ipynb #4030cc5c
-def notebook_source(cells: list[tuple[str, str, list[str]]]) -> str:
+def notebook_source(
+    cells: list[tuple[str, str, list[str]]],
+    ci: dict | None = None,  # how `aiwb ci` tests it (`parameters`, `needs`, `skip`): metadata `aiwb.ci`
+) -> str:
     "A notebook's JSON from (kind, source, tags) triples: `kind` is `md` or `code`, `tags` e.g. `['parameters']`."
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if ci:
+        nb.metadata["aiwb"] = {"ci": ci}
     for kind, source, tags in cells:
         cell = nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source)
         if tags:
@@ -39,7 +46,8 @@ EXPLORE = [
         "code",
         'data_path = "data/my_data.csv"  # CSV or parquet, relative to the project root\n'
         'target = ""  # the column a model will predict, or "" for none\n'
-        'contract_name = "my_data"',
+        'contract_name = "my_data"\n'
+        "save = True  # write contracts/<contract_name>.yaml unless it exists (False: only show it)",
         ["parameters"],
     ),
     (
@@ -56,7 +64,9 @@ EXPLORE = [
         "code",
         "contract = infer_contract(df, contract_name, target=target or None)\n"
         "path = settings.path(settings.paths.contracts_dir) / f'{contract_name}.yaml'\n"
-        "if path.exists():\n"
+        "if not save:\n"
+        "    print('save = False: not written. The inferred contract:')\n"
+        "elif path.exists():\n"
         "    print(f'{path} exists; not overwritten. The inferred contract:')\n"
         "else:\n"
         "    contract.save(path)\n"
@@ -175,7 +185,77 @@ dtypes: int, float, bool, str, datetime.
 Check a file: `aiwb data validate data/FILE.csv --contract contracts/NAME.yaml`.
 """
 
+# %% ../nbs/02_project.ipynb #8a4d3b71
+def sample_csv(n: int = 40) -> str:
+    "A made-up table of `n` rows (`age`, `income`, `segment`, `label`) that the starter notebooks are tested on."
+    lines = ["age,income,segment,label"]
+    for i in range(n):
+        age, income = 21 + (i * 7) % 45, 1800 + ((i * 37) % 50) * 61.5
+        label = "yes" if (age >= 40) != (i % 6 == 0) else "no"
+        lines.append(f"{age},{income:.1f},{'abc'[i % 3]},{label}")
+    return "\n".join(lines) + "\n"
+
+
+SAMPLE_CONTRACT_YAML = """# The contract of nbs/samples/my_data.csv, the rows `aiwb ci` tests the starter notebooks on.
+name: my_data
+target: label
+columns:
+  age: {dtype: int, min: 18, max: 120}
+  income: {dtype: float, min: 0}
+  segment: {dtype: str, allowed: [a, b, c]}
+  label: {dtype: str, allowed: ["no", "yes"]}
+"""
+
+STARTER_RETRAIN = retrain_cells("my_model", "data/my_data.csv", "contracts/my_data.yaml")
+REQUIREMENTS_HEADER = (
+    "# What the CI workflow installs (`pip install -r requirements.txt`): the workbench at the version that made this\n"
+    "# project, and what the starter notebooks import. Add what your own notebooks import.\n"
+)
+
+
+def requirements(sources: list[str]) -> list[str]:
+    "`name==version` of aiworkbench and of every installed distribution the code `sources` import."
+    import ast
+    import sys
+    from importlib import metadata
+
+    from aiworkbench import __version__
+
+    tops = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # a cell with IPython magics
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                tops.add(node.module.split(".")[0])
+    tops -= {"aiworkbench", *sys.stdlib_module_names}
+    found = metadata.packages_distributions() if tops else {}  # a scan of every installed distribution: slow
+    pins = {"aiworkbench": f"aiworkbench=={__version__.split('+')[0]}"}
+    for name in sorted({d for top in tops for d in found.get(top, [])}):
+        pins.setdefault(name.lower(), f"{name}=={metadata.version(name).split('+')[0]}")
+    return [pins[k] for k in sorted(pins)]
+
+
+def write_requirements(folder: str | Path) -> Path | None:
+    "Write `folder/requirements.txt` for the starter notebooks, unless the folder has one; its path, or None."
+    path = Path(folder) / "requirements.txt"
+    if path.exists():
+        return None
+    sources = [src for kind, src, _ in EXPLORE + VALIDATE + STARTER_RETRAIN if kind == "code"]
+    path.write_text(REQUIREMENTS_HEADER + "\n".join(requirements(sources)) + "\n", encoding="utf-8")
+    return path
+
 # %% ../nbs/02_project.ipynb #3d27c3c9
+SAMPLE_DATA, SAMPLE_CONTRACT = "nbs/samples/my_data.csv", "nbs/samples/my_data.yaml"
+EXPLORE_CI = {"parameters": {"data_path": SAMPLE_DATA, "target": "label", "save": False}}  # test parameters
+VALIDATE_CI = {"parameters": {"data_path": SAMPLE_DATA, "contract_path": SAMPLE_CONTRACT}}
+RETRAIN_CI = {"parameters": {"data_path": SAMPLE_DATA, "contract_path": SAMPLE_CONTRACT, "epochs": 1}}
+
+
 def init_project(
     folder: str | Path,  # where to create the project
     name: str | None = None,  # project name; default: the folder's name
@@ -195,13 +275,16 @@ def init_project(
         SETTINGS_FILE: settings_template(name or folder.name),
         ".gitignore": GITIGNORE,
         "contracts/README.md": CONTRACTS_README,
-        "nbs/01_explore_data.ipynb": notebook_source(EXPLORE),
-        "nbs/02_validate_data.ipynb": notebook_source(VALIDATE),
-        "nbs/retrain.ipynb": notebook_source(retrain_cells("my_model", "data/my_data.csv", "contracts/my_data.yaml")),
+        "nbs/01_explore_data.ipynb": notebook_source(EXPLORE, ci=EXPLORE_CI),
+        "nbs/02_validate_data.ipynb": notebook_source(VALIDATE, ci=VALIDATE_CI),
+        "nbs/retrain.ipynb": notebook_source(STARTER_RETRAIN, ci=RETRAIN_CI),
+        SAMPLE_DATA: sample_csv(),
+        SAMPLE_CONTRACT: SAMPLE_CONTRACT_YAML,
     }
     for relative, text in files.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    write_requirements(folder)  # kept when the folder has one
     (folder / "data").mkdir(exist_ok=True)
     return folder

@@ -9,47 +9,19 @@ import getpass
 import json
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .config import Settings, load_settings
 from .errors import Conflict, InvalidInput, NotFound
 from .gates import Gate, GateRefused, loadable_check
+from .registry_lock import LOCK_WAIT_SECONDS, is_lock_model, write_lock
 from .tracking import client
 
 # %% auto #0
-__all__ = ['LOCK_WAIT_SECONDS', 'DELETED_PREFIX', 'HISTORY_PREFIX', 'write_lock', 'register_model', 'parse_ref',
-           'resolve_version', 'version_summary', 'list_models', 'show_model', 'list_versions', 'history', 'alias_moves',
-           'promote', 'rollback', 'delete_version']
+__all__ = ['DELETED_PREFIX', 'HISTORY_PREFIX', 'register_model', 'registered_models', 'parse_ref', 'resolve_version',
+           'version_summary', 'list_models', 'show_model', 'list_versions', 'history', 'alias_moves', 'promote',
+           'rollback', 'delete_version']
 
 # %% ../nbs/14_registry.ipynb #2f58963a
-LOCK_WAIT_SECONDS = 30.0  # how long a registry change waits for another one to finish before giving up
-
-
-@contextmanager
-def write_lock(*, wait: float = LOCK_WAIT_SECONDS, settings: Settings | None = None) -> Iterator[None]:
-    "The project's registry lock (SQLite stores); `Conflict` when another change holds it for `wait` seconds."
-    settings = settings or load_settings()
-    if not settings.tracking_uri.startswith("sqlite:"):
-        yield
-        return
-    from filelock import FileLock, Timeout
-
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.state_dir / ".registry.lock"
-    try:
-        lock = FileLock(path, timeout=wait).acquire()
-    except Timeout:
-        raise Conflict(
-            f"another registry change in this project (a promotion, rollback, registration or deletion) still "
-            f"holds the lock `{path}` after {wait:g} s; wait for it to finish and try again (or give it longer "
-            f"with `--wait SECONDS`)",
-            field="lock",
-        ) from None
-    with lock:
-        yield
-
-
 def _model_source(c, model_uri: str, settings: Settings) -> tuple[str, str | None, str | None]:
     "(artifact location, run id, logged model id) of `model_uri`, resolved through the project's client."
     from mlflow.exceptions import MlflowException
@@ -111,6 +83,11 @@ def register_model(
 DELETED_PREFIX = "aiwb.deleted."  # registered-model tag `aiwb.deleted.<version>`: who deleted it, and when
 
 
+def registered_models(c) -> list:
+    "The project's registered models (up to 1,000), the registry lock hidden."
+    return [m for m in c.search_registered_models(max_results=1000) if not is_lock_model(m.name)]
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     "`NAME@ALIAS` or `NAME/VERSION` -> (name, alias or version)."
     m = re.fullmatch(r"(?P<name>[^@/]+)(?:@(?P<alias>[A-Za-z_][\w-]*)|/(?P<version>\d+))", ref.strip())
@@ -129,7 +106,7 @@ def _model(c, name: str):
     try:
         return c.get_registered_model(name)
     except MlflowException:
-        known = [m.name for m in c.search_registered_models(max_results=100)]
+        known = [m.name for m in registered_models(c)][:100]
         raise NotFound(f"no registered model `{name}`; models: {', '.join(known) or '(none)'}", field="name") from None
 
 
@@ -188,7 +165,7 @@ def list_models(*, settings: Settings | None = None) -> list[dict]:
     for v in c.search_model_versions(max_results=100_000):
         counts.setdefault(v.name, []).append(int(v.version))
     out = []
-    for m in c.search_registered_models(max_results=1000):
+    for m in registered_models(c):
         numbers = counts.get(m.name, [])
         out.append(
             {
@@ -231,7 +208,7 @@ def list_versions(
         models = {name: _model(c, name)}
         found = c.search_model_versions(f"name='{name}'" + (f" AND run_id='{run_id}'" if run_id else ""))
     else:
-        models = {m.name: m for m in c.search_registered_models(max_results=1000)}
+        models = {m.name: m for m in registered_models(c)}
         found = c.search_model_versions(f"run_id='{run_id}'" if run_id else None, max_results=100_000)
     out = []
     for v in found:
@@ -274,7 +251,7 @@ def alias_moves(
 ) -> list[dict]:
     "Recorded alias moves, oldest first, each `{name, seq, when, who, kind, alias, from, to, why}` (+ `checks`)."
     c = client(settings=settings)
-    models = [_model(c, name)] if name is not None else c.search_registered_models(max_results=1000)
+    models = [_model(c, name)] if name is not None else registered_models(c)
     moves = [
         {"name": m.name, **e}
         for m in models
@@ -328,7 +305,7 @@ def promote(
             champ = c.get_model_version(name, str(current))
             champion = dict(c.get_run(champ.run_id).data.metrics) if champ.run_id else {}
         loadable, meta = loadable_check(mv.source, settings=settings)
-        checks = [loadable, *gate.evaluate(metrics, champion, meta)]
+        checks = [loadable, *gate.evaluate(metrics, champion, meta, version=int(mv.version), champion_version=current)]
         failed = [ch for ch in checks if not ch.passed]
         if failed:
             raise GateRefused(

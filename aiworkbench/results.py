@@ -14,7 +14,10 @@ __all__ = ['GateSpec', 'PromoteModel', 'RollbackModel', 'RunJob', 'PhaseItem', '
            'ListKpisResponse', 'RunSummary', 'TrainModelResponse', 'ListRunsResponse', 'ModelSummary',
            'ListModelsResponse', 'ModelVersion', 'ShowModelResponse', 'MoveAliasResponse', 'DeleteVersionResponse',
            'JobRun', 'Job', 'ListJobsResponse', 'RunJobResponse', 'RunNotebookResponse', 'ListJobRunsResponse',
-           'CancelJobResponse', 'ShowJobRunOutputResponse', 'ShowNotebookParametersResponse', 'ErrorResponse']
+           'CancelJobResponse', 'ShowJobRunOutputResponse', 'ShowNotebookParametersResponse', 'LakeTable',
+           'ListTablesResponse', 'FeatureViewSummary', 'ListFeatureViewsResponse', 'LiveQuality', 'BuildChallenger',
+           'ServedRoute', 'ServiceSummary', 'ListServicesResponse', 'CiRun', 'ListCiRunsResponse', 'ErrorResponse',
+           'StartSweep', 'StartSweepResponse', 'SweepTrial', 'ShowSweepResponse']
 
 # %% ../nbs/40_results.ipynb #d926ed73
 class GateSpec(BaseModel):
@@ -23,8 +26,9 @@ class GateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_metrics: dict[str, float] = {}  # metric >= value
     max_metrics: dict[str, float] = {}  # metric <= value
-    beat_champion: str | None = None  # this metric must beat the champion's ...
+    beat_champion: str | None = None  # this metric must beat the champion's ... (`live_accuracy`, `live_mae`: live)
     min_delta: float = 0.0  # ... by at least this much
+    min_agreement: float | None = Field(None, ge=0, le=1)  # the shadowed challenger agrees on this share of rows
 
 
 class PromoteModel(BaseModel):
@@ -199,6 +203,9 @@ class JobRun(_Out):
     mlflow_run_id: str | None = None
     error_name: str | None = None
     error_message: str | None = None
+    executor: str | None = None  # where it ran: `local` or `dask`
+    worker: str | None = None  # the Dask worker's address, or host:pid of the local worker
+    host: str | None = None  # the scheduler host that claimed it
     finished: bool = False  # the status is final: succeeded, failed, cancelled or timed out
 
 
@@ -269,6 +276,128 @@ class ShowNotebookParametersResponse(_Out):
     types: dict[str, str]
 
 
+class LakeTable(_Out):
+    "A lake table: its latest commit, every row it holds, the contract last recorded on it."
+
+    table: str
+    version: int
+    time: str | None = None  # the latest commit's time (ISO 8601)
+    rows: int | None = None  # rows in the latest version
+    rows_added: int | None = None  # by the latest commit
+    contract: str | None = None  # `name@vN` of the last commit that recorded one
+    contract_version: int | None = None
+    operation: str | None = None
+    mode: str | None = None
+
+
+class ListTablesResponse(_Out):
+    "Every Delta table of the project's lake."
+
+    tables: list[LakeTable]
+
+
+class FeatureViewSummary(_Out):
+    "A feature view: its source, keys and features, and whether it was applied and materialized (which version, when)."
+
+    name: str
+    source: str
+    entities: list[str]
+    timestamp: str
+    features: list[str]
+    ttl: str | None = None
+    ttl_s: float | None = None
+    file: str | None = None
+    applied: bool = False
+    applied_at: float | None = None
+    materialized: bool = False
+    materialized_version: int | None = None  # the source table's version in the online store
+    materialized_at: float | None = None
+
+
+class ListFeatureViewsResponse(_Out):
+    "Every feature view of the project."
+
+    views: list[FeatureViewSummary]
+
+
+class LiveQuality(_Out):
+    "A model's quality on live traffic, from its labels and shadow records and the hourly request summaries."
+
+    model: str
+    task: str
+    since: float | None = None
+    labels: int = 0
+    requests: int = 0  # answered requests in the window (the shadow's own excluded)
+    coverage: float | None = None  # labels / answered requests
+    metric: Literal["accuracy", "mae"]
+    value: float | None = None  # the champion's live accuracy or MAE
+    concept_drift: bool = False
+    drift_reason: str | None = None  # why drift was not judged (too few labels)
+    challenger_mode: Literal["canary", "shadow"] | None = None
+    challenger_value: float | None = None  # the canary's live accuracy or MAE
+    agreement: float | None = None  # the shadow's agreement with the champion (regression: mean abs difference)
+    p95_ms: float | None = None  # of every logged request in the window
+    shown: str = ""  # the above in words, as every surface prints it
+
+
+class BuildChallenger(_Out):
+    "The challenger a build serves beside the champion."
+
+    version: int
+    mode: Literal["canary", "shadow"]
+    share: float | None = None
+    file: str | None = None
+
+
+class ServedRoute(_Out):
+    "A model a service answers at a route of its own, and how it does on live traffic."
+
+    route: str  # `/predict`, or `/<model>/predict` in a service of several models
+    model: str
+    version: int | None = None
+    live: LiveQuality | None = None
+
+
+class ServiceSummary(_Out):
+    "One build folder under `<root>/bentos`: what it serves (each route's model and version), and how they do live."
+
+    name: str  # the model's name; a service of several models: the service's (`--name`)
+    version: int | None = None  # the model's version; a service of several: each route's
+    runtime: str | None = None
+    challenger: BuildChallenger | None = None
+    follow: bool | None = None
+    build_dir: str | None = None
+    routes: list[ServedRoute] = []
+    live: LiveQuality | None = None  # the model's; a service of several: each route's `live`
+
+
+class ListServicesResponse(_Out):
+    "Every build of the project with its model's live quality over the KPI window."
+
+    services: list[ServiceSummary]
+    window_days: float
+
+
+class CiRun(_Out):
+    "One recorded `aiwb ci` run."
+
+    run_id: str
+    started: float
+    seconds: float | None = None
+    commit: str | None = None
+    branch: str | None = None
+    stages: dict[str, float] = {}  # stage -> seconds
+    outcome: str | None = None  # passed | failed | skipped (every stage skipped: nothing was checked)
+    promoted: int | None = None  # the version CD made champion
+    model: str | None = None
+
+
+class ListCiRunsResponse(_Out):
+    "The recorded `aiwb ci` runs, newest first."
+
+    runs: list[CiRun]
+
+
 class ErrorResponse(_Out):
     "Every error: its class, HTTP status, a message that names the fix, and where (field, file, the gate's checks)."
 
@@ -277,3 +406,57 @@ class ErrorResponse(_Out):
     message: str
     field: str | None = None
     checks: list[dict[str, Any]] | None = None
+
+# %% ../nbs/40_results.ipynb #668775bd
+class StartSweep(BaseModel):
+    "Start an Optuna sweep of a notebook's parameters in the server (each trial a notebook job); the name resumes one."
+
+    model_config = ConfigDict(extra="forbid")
+    notebook: str = Field(min_length=1)
+    params: dict[str, str] = Field(min_length=1)  # {name: SPEC}: int(a,b), float(a,b), log(a,b), choice(x,y,...)
+    trials: int = Field(10, ge=1, le=10_000)
+    parallel: int = Field(1, ge=1, le=64)
+    metric: str = Field(min_length=1, max_length=250)
+    direction: Literal["minimize", "maximize"] = "minimize"
+    name: str | None = Field(None, min_length=1, max_length=200)
+    register_as: str | None = Field(None, alias="register", min_length=1, max_length=200)  # `register` in JSON
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class StartSweepResponse(_Out):
+    "A sweep started in the server's threads: its study's name (`GET sweeps/{name}` shows its trials)."
+
+    name: str
+    notebook: str
+    trials: int
+    parallel: int
+    metric: str
+    direction: str
+
+
+class SweepTrial(_Out):
+    number: int
+    state: str  # Optuna's: complete, fail, running
+    value: float | None = None
+    params: dict[str, Any] = {}
+    job_run: str | None = None
+    mlflow_run_id: str | None = None
+    status: str | None = None  # the job run's
+    error: str | None = None
+    seconds: float | None = None
+
+
+class ShowSweepResponse(_Out):
+    "A sweep's trials, best first (failed last), its best trial, and whether the server still runs it."
+
+    name: str
+    direction: str
+    metric: str | None = None
+    notebook: str | None = None
+    mlflow_run_id: str | None = None  # the sweep's parent MLflow run
+    trials: list[SweepTrial]
+    best: SweepTrial | None = None
+    counts: dict[str, int]
+    metric_missing: bool = False
+    running: bool = False  # a sweep this server started is still running
+    error: str | None = None  # what stopped a sweep this server started

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
 from .errors import NotFound
+from .tracking_server import check_store, is_server, scheme
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 # %% auto #0
 __all__ = ['PACKAGES', 'ensure_store', 'client', 'store_scope', 'experiment_id', 'package_versions', 'lineage_tags',
            'process_tags', 'start_run', 'MetricBuffer', 'log_metrics', 'artifact_location', 'download', 'model_meta',
-           'load_pytorch', 'run_summary', 'process_gone', 'list_runs', 'get_run']
+           'load_pytorch', 'run_summary', 'process_gone', 'project_experiments', 'list_runs', 'get_run']
 
 # %% ../nbs/12_tracking.ipynb #13c1b660
 def ensure_store(*, settings: Settings | None = None) -> str:
@@ -49,7 +50,8 @@ def ensure_store(*, settings: Settings | None = None) -> str:
                     # in the project: by default they would go to `./mlruns` of whichever folder this process is in
                     SqlAlchemyStore(uri, settings.artifacts_dir.as_uri())
                     marker.write_text(uri)
-    return uri
+        return uri
+    return check_store(uri)
 
 
 @contextmanager
@@ -109,8 +111,13 @@ def store_scope(*, settings: Settings | None = None) -> Iterator[str]:
                 os.environ[k] = v
 
 # %% ../nbs/12_tracking.ipynb #24aeed07
-def experiment_id(name: str, *, settings: Settings | None = None) -> str:
-    "The id of experiment `name`, created (artifacts inside the project) if it does not exist yet."
+def experiment_id(
+    name: str,
+    *,
+    shared: bool = False,  # a team-wide experiment (`aiwb-ci`), not tagged with the project
+    settings: Settings | None = None,
+) -> str:
+    "The id of experiment `name`, made if missing (artifacts inside the project, tagged `aiwb.project`)."
     from mlflow.exceptions import MlflowException
 
     settings = settings or load_settings()
@@ -119,8 +126,10 @@ def experiment_id(name: str, *, settings: Settings | None = None) -> str:
     if found is not None:
         return found.experiment_id
     folder = settings.artifacts_dir / hashlib.sha256(name.encode()).hexdigest()[:12]
+    where = None if is_server(settings.tracking_uri) else folder.as_uri()  # a server keeps its own (proxied)
     try:
-        return c.create_experiment(name, artifact_location=folder.as_uri())
+        tags = {} if shared else {"aiwb.project": settings.project.name}
+        return c.create_experiment(name, artifact_location=where, tags=tags)
     except MlflowException:  # created by a concurrent process since we looked
         found = c.get_experiment_by_name(name)
         if found is None:
@@ -376,8 +385,19 @@ def _alive_or_killed(c, run):
     return c.get_run(run.info.run_id)
 
 
+def project_experiments(c, *, settings: Settings) -> list:
+    "The project's experiments: every one in its own SQLite store; on a shared store, those tagged with the project."
+    if scheme(settings.tracking_uri) == "sqlite":
+        return c.search_experiments()
+    name = settings.project.name.replace("'", "\\'")
+    tagged = c.search_experiments(filter_string=f"tags.`aiwb.project` = '{name}'")
+    own = c.get_experiment_by_name(settings.project.name)  # made before experiments were tagged
+    return tagged + ([own] if own is not None and own.experiment_id not in {e.experiment_id for e in tagged} else [])
+
+
 def list_runs(experiment: str | None = None, *, limit: int = 50, settings: Settings | None = None) -> list[dict]:
     "The project's runs (one experiment, or all), newest first; runs whose process died are marked `KILLED`."
+    settings = settings or load_settings()
     c = client(settings=settings)
     if experiment:
         exp = c.get_experiment_by_name(experiment)
@@ -388,7 +408,7 @@ def list_runs(experiment: str | None = None, *, limit: int = 50, settings: Setti
             )
         ids = [exp.experiment_id]
     else:
-        ids = [e.experiment_id for e in c.search_experiments()]
+        ids = [e.experiment_id for e in project_experiments(c, settings=settings)]
     if not ids:
         return []
     runs = c.search_runs(ids, max_results=limit, order_by=["attributes.start_time DESC"])

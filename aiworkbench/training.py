@@ -26,7 +26,8 @@ from .nets import TabularDataModule
 
 # %% auto #0
 __all__ = ['BufferedMLFlowLogger', 'device_count', 'choose_strategy', 'in_notebook', 'global_rank', 'pip_requirements',
-           'log_model', 'log_drift_reference', 'hardware_params', 'FitResult', 'fit', 'train_tabular', 'score', 'quiet']
+           'log_model', 'log_drift_reference', 'hardware_params', 'FitResult', 'fit', 'train_tabular',
+           'train_streaming', 'score', 'quiet']
 
 # %% ../nbs/13_training.ipynb #aa0edf58
 from lightning.pytorch.loggers import MLFlowLogger
@@ -218,6 +219,14 @@ def fit(
         "batch_size": getattr(data, "batch_size", None),
         **(params or {}),
     }
+    lake = getattr(getattr(data, "df", None), "attrs", {}).get("aiwb.lake")  # rows read from a `lake:` reference
+    if lake:
+        from aiworkbench.lake_lineage import lineage_tags
+
+        tags = {**lineage_tags(lake), **(tags or {})}
+    views = getattr(getattr(data, "df", None), "attrs", {}).get("aiwb.features")  # rows of a feature training set
+    if views:
+        tags = {"aiwb.features.views": json.dumps(views, sort_keys=True), **(tags or {})}
     tracked = (
         start_run(
             experiment,
@@ -262,6 +271,10 @@ def fit(
 
             resolved = [Param(k, v) for k, v in hardware_params(trainer).items()]
             client(settings=settings).log_batch(run.info.run_id, params=resolved)
+            if lake:
+                from aiworkbench.lake_lineage import log_input
+
+                log_input(run.info.run_id, lake, settings=settings)
         trainer.fit(module, datamodule=data)
         if not trainer.is_global_zero:
             return None
@@ -294,6 +307,37 @@ def train_tabular(
     pl.seed_everything(seed, workers=True, verbose=False)
     data = TabularDataModule(df, contract, batch_size=batch_size, seed=seed)
     return fit(data.model(hidden=hidden, lr=lr), data, seed=seed, max_epochs=max_epochs, **fit_kwargs)
+
+# %% ../nbs/13_training.ipynb #b4e1a7c2
+def train_streaming(
+    ref: str,  # `lake:TABLE[@VERSION|@TIME]`: rows that were checked against the contract when written
+    contract: Contract,
+    *,
+    max_epochs: int = 10,
+    batch_size: int = 64,
+    hidden: tuple[int, ...] = (64, 32),
+    lr: float = 1e-3,
+    seed: int = 0,
+    buffer_rows: int = 65536,  # rows shuffled together
+    settings: Settings | None = None,
+    **fit_kwargs,  # passed to `fit`: experiment, register, devices, ...
+) -> FitResult | None:
+    "Train the ready-made tabular model on a lake table streamed in batches (peak memory flat in the table's size)."
+    from aiworkbench.streaming import StreamingDataModule
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = StreamingDataModule(
+        ref, contract, batch_size=batch_size, seed=seed, buffer_rows=buffer_rows, settings=settings
+    )
+    return fit(
+        data.model(hidden=hidden, lr=lr),
+        data,
+        seed=seed,
+        max_epochs=max_epochs,
+        settings=settings,
+        params={"data.streamed": True},
+        **fit_kwargs,
+    )
 
 # %% ../nbs/13_training.ipynb #848dc7e0
 def score(

@@ -13,7 +13,8 @@ from .config import Settings, load_settings
 from .errors import WorkbenchError
 from .facade import Data, Runs, result_model
 from .facade_jobs import Jobs
-from .facade_models import Models, Serving, Team
+from .facade_models import Models, Team
+from .facade_serving import Serving
 
 if TYPE_CHECKING:
     from aiworkbench.results import ListKpisResponse, ShowPhaseResponse
@@ -25,7 +26,8 @@ __all__ = ['Workbench']
 class Workbench:
     """One project's workbench: its settings, MLflow client and job store, and the library in namespaces.
 
-    `wb.data`, `wb.runs`, `wb.models`, `wb.jobs`, `wb.serving`, `wb.team`;
+    `wb.data`, `wb.runs`, `wb.models`, `wb.jobs`, `wb.serving`, `wb.team`, `wb.lake`, `wb.features`,
+    `wb.sweeps`, `wb.cluster`, `wb.ci`;
     `wb.monitor(name)`, `wb.kpis()`, `wb.phase()`.
     Results are the pydantic models of `aiworkbench.results`, the ones the REST API answers."""
 
@@ -57,6 +59,41 @@ class Workbench:
     def root(self) -> Path:
         "The project's folder, the one holding `settings.ini`."
         return self.settings.root
+
+    @cached_property
+    def lake(self):
+        "Delta Lake tables under contracts: write, versions, read, vacuum (`aiworkbench.facade_lake.Lake`)."
+        from .facade_lake import Lake
+
+        return Lake(self)
+
+    @cached_property
+    def features(self):
+        "Feature views: apply, training sets, materialize, online lookups (`aiworkbench.facade_lake.Features`)."
+        from .facade_lake import Features
+
+        return Features(self)
+
+    @cached_property
+    def sweeps(self):
+        "Optuna sweeps of a notebook's parameters, trials as jobs (`aiworkbench.facade_scale.Sweeps`)."
+        from .facade_scale import Sweeps
+
+        return Sweeps(self)
+
+    @cached_property
+    def cluster(self):
+        "A local Dask cluster for notebook jobs: up, status, down (`aiworkbench.facade_scale.Cluster`)."
+        from .facade_scale import Cluster
+
+        return Cluster(self)
+
+    @cached_property
+    def ci(self):
+        "The project's checks as a pipeline, and the CI workflows that run it (`aiworkbench.facade_ci.CI`)."
+        from .facade_ci import CI
+
+        return CI(self)
 
     @cached_property
     def client(self):

@@ -1,8 +1,10 @@
 """Benchmark the Workbench panel: each REST route (median and p95 of N calls) beside Jupyter's own routes, and the
 time from JupyterLab's load to a rendered panel in headless Chromium.
 
-Fixture: 1,000 MLflow runs, 20 models, 50 jobs with 2,000 runs (`--small`: 50, 3, 5, 50). Goals: every route's p95
-under 100 ms; the panel rendered within 1.5 s of JupyterLab's own load. The last line starts with `ratio`.
+Fixture: 1,000 MLflow runs, 20 models, 50 jobs with 2,000 runs, 20 lake tables, a materialized view, a build with
+20,000 requests (5,000 labelled, every third shadowed) and 50 CI runs (`--small`: 50, 3, 5, 50; 3 tables, 600
+requests, 200 labels, 5 CI runs). Goals: every route's p95 under 100 ms; the panel rendered within 1.5 s of
+JupyterLab's own load. The last line starts with `ratio`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests" / "ui"))
 from fixture_project import make_project  # noqa: E402
 from lab import drive, jupyter_lab, missing  # noqa: E402
+from panel_data import add_panel_data  # noqa: E402
 
 ROUTE_GOAL_MS = 100.0
 PANEL_GOAL_MS = 1500.0
@@ -50,6 +53,11 @@ def main() -> None:
         if args.small
         else dict(runs=1000, models=20, jobs=50, job_runs=2000)
     )
+    panel = (
+        dict(tables=3, requests=600, labels=200, ci_runs=5)
+        if args.small
+        else dict(tables=20, requests=20_000, labels=5_000, ci_runs=50)
+    )
     calls = args.calls or (10 if args.small else 50)
     why = missing()
     if why:
@@ -57,7 +65,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aiwb-bench-") as tmp:
         t = time.perf_counter()
         root = make_project(Path(tmp) / "project", **sizes)
-        print(f"fixture {sizes} built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        add_panel_data(root, **panel)
+        print(f"fixture {sizes | panel} built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         with jupyter_lab(root) as (base, token):
             port = int(base.rsplit(":", 1)[1].strip("/"))
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -78,6 +87,10 @@ def main() -> None:
                 ("GET", "jobs/{job}", f"{api}/jobs/job-00", None),
                 ("GET", "jobs/{job}/runs", f"{api}/jobs/job-00/runs", None),
                 ("GET", "job-runs/{id}", f"{api}/job-runs/{job_run}", None),
+                ("GET", "lake/tables", f"{api}/lake/tables", None),
+                ("GET", "features", f"{api}/features", None),
+                ("GET", "services", f"{api}/services", None),
+                ("GET", "ci/runs (limit 5)", f"{api}/ci/runs?limit=5", None),
                 ("GET", "notebooks/parameters", f"{api}/notebooks/parameters?path=nbs/train.ipynb", None),
                 ("POST", "jobs/{job}/cancel", f"{api}/jobs/job-00/cancel", {}),
                 ("POST", "models/{name}/promote", f"{api}/models/model-00/promote", {"version": 2}),

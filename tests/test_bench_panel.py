@@ -20,6 +20,10 @@ def test_bench_panel_small_runs_and_prints_a_ratio():
         "GET kpis",
         "GET models",
         "GET jobs/{job}/runs",
+        "GET lake/tables",
+        "GET features",
+        "GET services",
+        "GET ci/runs",
         "POST models/{name}/promote",
         "panel rendered",
     ):

@@ -260,3 +260,18 @@ def test_quickstart_end_to_end(aiwb, tmp_path):
     assert stray == [], stray
     again = aiwb("quickstart", tmp_path / "qs")
     assert again.code == 2 and "--force" in again.err
+    # the quickstart project is CI-ready: `aiwb ci` runs every stage on it and passes
+    ci = aiwb("ci", "--json", "--summary", "reports/ci.md", cwd=tmp_path / "qs", timeout=900)
+    assert ci.code == 0, ci.out[-4000:] + ci.err[-2000:]
+    result = ci.json()
+    outcomes = {st["name"]: (st["outcome"], st["message"]) for st in result["stages"]}
+    assert result["outcome"] == "passed" and [o for o, _ in outcomes.values()] == ["passed"] * 6, outcomes
+    by_stage = {st["name"]: [c["name"] for c in st["cases"]] for st in result["stages"]}
+    assert "breast_cancer@v1 on data/breast_cancer.csv" in by_stage["validate"], by_stage["validate"]
+    assert not [c for cases in by_stage.values() for c in cases if "incoming_batch" in c]  # traffic, not training data
+    assert by_stage["train"] == ["train nbs/retrain.ipynb"] and "nbs/retrain.ipynb" not in by_stage["test"]
+    assert result["candidate"] == 5, result["candidate"]  # after v1 to v4 of the quickstart
+    summary = (tmp_path / "qs" / "reports" / "ci.md").read_text()
+    assert "### gate: candidate v5 vs champion v3: would promote" in summary, summary
+    shown = aiwb("models", "show", "breast_cancer", "--json", cwd=tmp_path / "qs")
+    assert shown.json()["aliases"] == {"challenger": 3, "champion": 3}  # a dry run: no alias moved

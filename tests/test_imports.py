@@ -19,6 +19,7 @@ PKG = Path(__file__).parents[1] / "aiworkbench"
 LAYERS = [
     {"core"},
     {"jobs", "serving", "monitoring", "team"},
+    {"ci"},  # the project's checks as a pipeline: runs stages of every room below
     {"facade"},
     {"lab", "cli"},
 ]

@@ -137,10 +137,24 @@ def init(
     folder: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder's name).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder.")] = False,
+    ci: Annotated[
+        str | None,
+        typer.Option("--ci", help="Also write the CI workflow of github or gitlab (as `aiwb ci init --ci`)."),
+    ] = None,
 ) -> None:
-    "Create a project: settings.ini, starter notebooks, contracts/ and data/."
+    "Create a project: settings.ini, starter notebooks, contracts/ and data/ (and a CI workflow with --ci)."
+    if ci is not None:
+        from aiworkbench.ci.workflows import WORKFLOWS
+        from aiworkbench.errors import InvalidInput
+
+        if ci not in WORKFLOWS:  # before anything is written
+            raise InvalidInput(f"--ci `{ci}`: choose one of {', '.join(WORKFLOWS)}", field="ci")
     wb = Workbench.init(folder, name=name, force=force)
-    print(f"created project {wb.root}\n  next: cd {folder} && aiwb data infer data/FILE.csv -o contracts/NAME.yaml")
+    print(f"created project {wb.root}")
+    if ci is not None:
+        written = wb.ci.init(ci, force=force)
+        print(f"  wrote {written['path']}; set the secret AIWB_TRACKING_URI to the team's MLflow server")
+    print(f"  next: cd {folder} && aiwb data infer data/FILE.csv -o contracts/NAME.yaml")
 
 
 @app.command()
@@ -190,8 +204,14 @@ def data_infer(
 
 @data_app.command("validate")
 def data_validate(
-    file: Annotated[Path, typer.Argument(help="CSV or parquet file.")],
-    contract: Annotated[Path, typer.Option(help="Contract YAML.")],
+    file: Annotated[Path, typer.Argument(help="CSV or parquet file, or `lake:TABLE[@VERSION|@TIME]`.")],
+    contract: Annotated[
+        Path | None,
+        typer.Option(
+            help="Contract YAML (default: the project's `<contracts_dir>/<file stem>.yaml`; for a `lake:` table, the "
+            "contract its commits record)."
+        ),
+    ] = None,
     quarantine: Annotated[Path | None, typer.Option(help="Write bad rows and the report to this folder.")] = None,
     as_json: JsonFlag = False,
 ) -> None:

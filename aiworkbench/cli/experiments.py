@@ -145,8 +145,22 @@ def models_promote(
     alias: Annotated[str, typer.Option(help="The alias to move.")] = "champion",
     min_metric: Annotated[list[str], typer.Option("--min", help="METRIC=VALUE the version must reach.")] = [],  # noqa: B006
     max_metric: Annotated[list[str], typer.Option("--max", help="METRIC=VALUE the version must stay under.")] = [],  # noqa: B006
-    beat: Annotated[str | None, typer.Option(help="Metric on which the version must beat the champion.")] = None,
+    beat: Annotated[
+        str | None,
+        typer.Option(
+            help="Metric on which the version must beat the champion: a run metric (val_loss), or "
+            "live_accuracy / live_mae on labelled live traffic (canary or shadow, POST /feedback)."
+        ),
+    ] = None,  # fmt: skip
     delta: Annotated[float, typer.Option(help="By at least this much.")] = 0.0,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of live rows (0 to 1) on which the version, in the shadow, must answer as the "
+            "champion does (a request it failed counts as disagreeing).",
+            show_default=False,
+        ),
+    ] = None,  # fmt: skip
     contract: Annotated[Path | None, typer.Option(help="The model's inputs must match this contract.")] = None,
     reason: Annotated[str, typer.Option(help="Why: recorded in the history.")] = "",
     wait: Annotated[float, WAIT] = 30.0,
@@ -154,7 +168,10 @@ def models_promote(
 ) -> None:
     """Move an alias to a version through a gate. Exit 1 when the gate refuses, with each check's numbers.
 
-    Exit 2 for unusable input (an unknown model or version, a deleted version, a bad --min/--max), and when another
+    --beat live_* and --min-agreement compare the version with the current champion on live traffic: the request
+    log, the shadow's comparisons and the labels sent to POST /feedback of what each of the two answered.
+    Exit 2 for unusable input (an unknown model or version, a deleted version, a bad --min/--max, a
+    --min-agreement outside 0..1, a live metric the model's task has not), and when another
     registry change in the project (a promotion, rollback, deletion) still holds the registry lock after --wait
     seconds: nothing is changed then, and the command can be run again.
     """
@@ -165,6 +182,7 @@ def models_promote(
         "max_metrics": _parse_bounds(max_metric, "--max"),
         "beat_champion": beat,
         "min_delta": delta,
+        "min_agreement": min_agreement,
     }
     try:
         moved = Workbench().models.promote(
@@ -219,33 +237,56 @@ def models_delete(
 # %% ../../nbs/cli/52_experiments.ipynb #1839b407
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="CSV or parquet file.")],
-    contract: Annotated[Path, typer.Option(help="Contract YAML.")],
+    data: Annotated[Path | None, typer.Argument(help="CSV or parquet file, or lake:TABLE[@VERSION|@TIME].")] = None,
+    contract: Annotated[Path | None, typer.Option(help="Contract YAML (not with --features).")] = None,
     target: Annotated[str | None, typer.Option(help="Column to predict (default: the contract's target).")] = None,
+    features: Annotated[
+        str | None, typer.Option(help="view:column,... : train on a feature view's point-in-time features.")
+    ] = None,
+    entities: Annotated[
+        Path | None, typer.Option(help="With --features: key columns, event_timestamp and the target.")
+    ] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the project's name).")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per batch.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation and the shuffles.")] = 0,
     register: Annotated[str | None, typer.Option(help="Register the model under this name.")] = None,
     quarantine: Annotated[Path | None, typer.Option(help="Quarantine bad rows here and train on the rest.")] = None,
+    devices: Annotated[str, typer.Option(help="Lightning's devices: a count, `auto`, or a list like `0,1`.")] = "1",
+    num_nodes: Annotated[int, typer.Option(min=1, help="Lightning's num_nodes (several machines).")] = 1,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="lake: data streamed in batches (default: when larger than [data] memory_budget_mb).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    "Train the ready-made tabular model on a validated file, tracked in MLflow."
+    "Train the ready-made tabular model on a validated file, a lake table or a feature view, tracked in MLflow."
+    from aiworkbench.errors import InvalidInput
     from aiworkbench.facade import ValidationFailed
 
+    wb = Workbench()
+    common = dict(experiment=experiment, epochs=epochs, batch_size=batch_size, seed=seed, register=register)
+    common.update(devices=int(devices) if devices.isdigit() else devices, num_nodes=num_nodes)
     try:
-        fitted = Workbench().runs.train(
-            data,
-            contract,
-            target=target,
-            experiment=experiment,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            register=register,
-            quarantine=quarantine,
-            progress=not as_json,
-        )
+        if features is not None:
+            if entities is None or target is None or data is not None or contract is not None:
+                raise InvalidInput(
+                    "--features needs --entities FILE and --target COL (and no DATA or --contract)", field="features"
+                )
+            fitted = wb.features.train(entities, features, target, progress=not as_json, **common)
+        else:
+            if data is None or contract is None:
+                raise InvalidInput(
+                    "give DATA and --contract (or --features with --entities and --target)", field="data"
+                )
+            kwargs = dict(target=target, quarantine=quarantine, progress=not as_json, **common)
+            if str(data).startswith("lake:"):  # streamed when the table is larger than [data] memory_budget_mb
+                fitted = wb.lake.train(str(data), contract, stream=stream, **kwargs)
+            else:
+                fitted = wb.runs.train(data, contract, **kwargs)
     except ValidationFailed as e:
         if as_json:
             print_json(e.to_dict())

@@ -15,8 +15,8 @@ from .output import console, plain, print_json, when
 from ..workbench import Workbench
 
 # %% auto #0
-__all__ = ['jobs_app', 'EXTRA', 'jobs_add', 'jobs_list', 'jobs_show', 'jobs_runs', 'jobs_cancel', 'jobs_remove', 'jobs_run',
-           'scheduler', 'reproduce']
+__all__ = ['jobs_app', 'EXTRA', 'jobs_add', 'jobs_list', 'jobs_show', 'jobs_runs', 'jobs_cancel', 'jobs_output', 'jobs_remove',
+           'jobs_run', 'scheduler', 'reproduce']
 
 # %% ../../nbs/cli/53_jobs.ipynb #2d400647
 jobs_app = typer.Typer(help="Notebook jobs: add, list, show, cancel, remove, runs, run.", no_args_is_help=True)
@@ -26,13 +26,13 @@ app.add_typer(jobs_app, name="jobs")
 def _runs_table(runs: list[dict]):
     from rich.table import Table
 
-    table = Table("run", "job", "status", "attempt", "queued", "took", "error")
+    table = Table("run", "job", "status", "attempt", "queued", "took", "executor", "worker", "error")
     for r in runs:
         took = f"{r['finished_at'] - r['started_at']:.1f}s" if r["finished_at"] and r["started_at"] else ""
         err = f"{r['error_name']} (cell {r['error_cell']})" if r["error_name"] else ""
-        table.add_row(
-            r["id"], r["job_name"], r["status"], f"{r['attempt']}/{r['max_attempts']}", when(r["queued_at"]), took, err
-        )
+        attempt = f"{r['attempt']}/{r['max_attempts']}"
+        where = (r.get("executor") or "", r.get("worker") or "")
+        table.add_row(r["id"], r["job_name"], r["status"], attempt, when(r["queued_at"]), took, *where, err)
     return table
 
 
@@ -146,6 +146,32 @@ def jobs_cancel(run: Annotated[str, typer.Argument(help="Run id.")], as_json: Js
     print(f"run {r.id}: {r.status}" + (" (stop requested)" if r.status == "running" else ""))
 
 
+@jobs_app.command("output")
+def jobs_output(
+    run: Annotated[str, typer.Argument(help="Run id (or its MLflow run id).")],
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Write the notebook to this file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    "A run's output notebook: this machine's copy, else the one logged to its MLflow run. Printed, or written to -o."
+    from pathlib import Path
+
+    from aiworkbench.errors import InvalidInput
+
+    shown = Workbench().jobs.output(run)
+    text = json.dumps(shown.notebook, indent=1, ensure_ascii=False) + "\n"
+    if output is not None:
+        target = Path(output)
+        if not target.parent.is_dir():
+            raise InvalidInput(f"-o `{output}`: the folder `{target.parent}` does not exist", field="output")
+        target.write_text(text, encoding="utf-8")
+    if as_json:
+        return print_json({"run_id": shown.run_id, "path": shown.path, "output": output})
+    if output is None:
+        print(text, end="")
+    else:
+        print(f"run {shown.run_id}: output notebook written to {output} (from {shown.path})")
+
+
 @jobs_app.command("remove")
 def jobs_remove(job: Annotated[str, typer.Argument(help="Job name or id.")], as_json: JsonFlag = False) -> None:
     "Remove a job and its schedule; its runs' history is kept."
@@ -182,7 +208,7 @@ def scheduler(
     workers: Annotated[int | None, typer.Option(help="Runs at once (default: settings [jobs] workers).")] = None,
     stop_after: Annotated[float | None, typer.Option(help="Stop by itself after this many seconds.")] = None,
 ) -> None:
-    "Run the job scheduler in the foreground (one per project): cron ticks, workers, recovery."
+    "Run the job scheduler in the foreground (one per project folder and host): cron ticks, workers, recovery."
     Workbench().jobs.scheduler(workers=workers, stop_after_s=stop_after, log=lambda m: print(m, flush=True))
 
 

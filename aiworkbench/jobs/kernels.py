@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from ..config import Settings
@@ -15,8 +16,8 @@ from ..errors import InvalidInput
 from .procs import kill_tree, process_start
 
 # %% auto #0
-__all__ = ['RUN_ENV', 'fast_imports', 'import_papermill', 'kernel_env', 'start_kernel', 'kernel_pid', 'set_kernel_env',
-           'stop_kernel']
+__all__ = ['RUN_ENV', 'fast_imports', 'import_papermill', 'kernel_env', 'start_kernel', 'start_kernel_in', 'kernel_pid',
+           'set_kernel_env', 'stop_kernel']
 
 # %% ../../nbs/jobs/21a_kernels.ipynb #fc19a2f2
 RUN_ENV = ("MLFLOW_RUN_ID", "AIWB_JOB_RUN", "AIWB_NOTEBOOK", "AIWB_NOTEBOOK_PARAMS")  # a run's own kernel variables
@@ -28,21 +29,25 @@ def fast_imports() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)
 
 
+_import_lock = threading.Lock()
+
+
 def import_papermill():
     "papermill, imported without the SDKs of its remote stores (pyarrow for HDFS, ~0.3 s): jobs read and write files."
-    if "papermill" in sys.modules:
-        return sys.modules["papermill"]
-    fast_imports()
-    skipped = [m for m in ("pyarrow", "gcsfs", "github") if m not in sys.modules]
-    for m in skipped:
-        sys.modules[m] = None  # papermill.iorw imports each inside `try: ... except ImportError`
-    try:
-        import papermill
-    finally:
+    with _import_lock:  # runs in threads (sweeps, the Lab's server) must not see a half-imported papermill
+        if "papermill" in sys.modules:
+            return sys.modules["papermill"]
+        fast_imports()
+        skipped = [m for m in ("pyarrow", "gcsfs", "github") if m not in sys.modules]
         for m in skipped:
-            if sys.modules.get(m, 0) is None:
-                del sys.modules[m]  # a later `import pyarrow` (pandas, parquet) works as usual
-    return papermill
+            sys.modules[m] = None  # papermill.iorw imports each inside `try: ... except ImportError`
+        try:
+            import papermill
+        finally:
+            for m in skipped:
+                if sys.modules.get(m, 0) is None:
+                    del sys.modules[m]  # a later `import pyarrow` (pandas, parquet) works as usual
+        return papermill
 
 
 def kernel_env(run_env: dict[str, str] | None = None, *, settings: Settings) -> dict[str, str]:
@@ -69,6 +74,16 @@ def start_kernel(
     settings: Settings,
 ):
     "A started `AsyncKernelManager` for `kernel` on IPC sockets, in the project root (async: nbclient sees it die)."
+    return start_kernel_in(kernel, kernel_env(run_env, settings=settings), settings.root, run_env)
+
+
+def start_kernel_in(
+    kernel: str,
+    env: dict[str, str],  # the kernel's whole environment
+    cwd: str | Path,
+    run_env: dict[str, str] | None = None,  # the run's variables within `env`, if any
+):
+    "A started kernel with `env` in `cwd`, with no project around it (a Dask worker's runner uses this)."
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_core.utils import run_sync
@@ -79,7 +94,7 @@ def start_kernel(
     )
     km.aiwb_folder, km.aiwb_run_env = folder, dict(run_env or {})
     try:
-        run_sync(km.start_kernel)(cwd=str(settings.root), env=kernel_env(run_env, settings=settings))
+        run_sync(km.start_kernel)(cwd=str(cwd), env=env)
     except NoSuchKernel:
         shutil.rmtree(folder, ignore_errors=True)
         raise InvalidInput(
@@ -98,13 +113,20 @@ def kernel_pid(km) -> int | None:
     return getattr(proc, "pid", None)
 
 
-def set_kernel_env(km, env: dict[str, str], timeout: float = 60) -> None:
-    "Set `env` in a running kernel's `os.environ`; the values travel as a dict literal, never as code."
+def set_kernel_env(
+    km,
+    env: dict[str, str],
+    timeout: float = 60,
+    cwd: str | None = None,  # also make this the kernel's working directory
+) -> None:
+    "Set `env` in a running kernel's `os.environ` (and its working directory); values travel as literals, not code."
     from jupyter_client import BlockingKernelClient
 
     code = (
         f"import os as _aiwb_os\n_aiwb_os.environ.update({ {str(k): str(v) for k, v in env.items()}!r})\ndel _aiwb_os"
     )
+    if cwd is not None:
+        code = f"import os as _aiwb_os\n_aiwb_os.chdir({str(cwd)!r})\ndel _aiwb_os\n" + code
     kc = BlockingKernelClient(parent=km)  # liveness from the kernel's process (a heartbeat over IPC can lag)
     kc.load_connection_info(km.get_connection_info())
     kc.start_channels()

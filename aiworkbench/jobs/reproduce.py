@@ -16,7 +16,7 @@ from .runner import execute_run
 from .store import get_job, get_run, read, submit_run, tables, write
 
 # %% auto #0
-__all__ = ['compare_metrics', 'record_verdict', 'reproduce', 'reproducibility_rate']
+__all__ = ['compare_metrics', 'record_verdict', 'pin_lake_parameters', 'reproduce', 'reproducibility_rate']
 
 # %% ../../nbs/jobs/24_reproduce.ipynb #327b0018
 def compare_metrics(original: dict[str, float], new: dict[str, float], rtol: float, atol: float) -> dict:
@@ -67,6 +67,14 @@ def record_verdict(original: str, new: str | None, verdict: str, details: dict, 
         )
 
 
+def pin_lake_parameters(parameters: dict, tags: dict) -> dict:
+    "Job parameters with the `lake:` reference the original run read (`aiwb.data.asked`) pinned to the version it read."
+    asked, pinned = tags.get("aiwb.data.asked"), tags.get("aiwb.data.ref")
+    if not asked or not pinned or not pinned.startswith("lake:"):
+        return parameters
+    return {k: (pinned if isinstance(v, str) and v == asked else v) for k, v in (parameters or {}).items()}
+
+
 def reproduce(run_id: str, *, progress: bool = False, settings: Settings | None = None) -> dict:
     "Execute finished run `run_id` again and compare metrics; returns the verdict and both runs."
     from aiworkbench.tracking import client
@@ -81,10 +89,11 @@ def reproduce(run_id: str, *, progress: bool = False, settings: Settings | None 
         raise InvalidInput(f"run `{run_id}` has no MLflow run to compare with", field="run")
     nb = _snapshot(original)
     job = get_job(original["job_id"], settings=settings)
+    c = client(settings=settings)
     new = submit_run(
         job,
         settings=settings,
-        parameters=original["parameters"],
+        parameters=pin_lake_parameters(original["parameters"], c.get_run(original["mlflow_run_id"]).data.tags),
         timeout_s=original["timeout_s"],
         retries=0,
         reproduce_of=original["id"],
@@ -93,7 +102,6 @@ def reproduce(run_id: str, *, progress: bool = False, settings: Settings | None 
     if new is None or new["status"] != "running" or new["worker_pid"] != os.getpid():
         raise WorkbenchError(f"the reproduction of run `{run_id}` could not be claimed by this process; try again")
     new = execute_run(new, progress=progress, notebook=nb, settings=settings)
-    c = client(settings=settings)
     before = c.get_run(original["mlflow_run_id"]).data
     after = c.get_run(new["mlflow_run_id"]).data
     fp_a, fp_b = before.tags.get("aiwb.data.fingerprint"), after.tags.get("aiwb.data.fingerprint")

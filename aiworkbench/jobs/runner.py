@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 import time
@@ -15,26 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings, load_settings
-from ..errors import InvalidInput
+from aiworkbench.jobs.executor import (
+    error_summary,
+    executor_name,
+    first_error,
+    kernel_run_env,
+    mlflow_tags,
+    nbformat_from,
+    output_path,
+)
 from .kernels import import_papermill, kernel_pid, set_kernel_env, start_kernel, stop_kernel
 from .procs import is_alive, kill_tree
 from .runs import claim_next_run, finish_run, next_attempt
-from .store import create_job, get_job, get_run, new_id, submit_run, update_run
+from .store import create_job, get_job, get_run, new_id, submit_run, this_worker, update_run
 
 # %% auto #0
-__all__ = ['output_path', 'kernel_run_env', 'execute_run', 'first_error', 'nbformat_from', 'scheduler_info', 'adhoc_job',
-           'execute_until_done', 'wait_for_run', 'prestart_kernel', 'run_notebook']
+__all__ = ['execute_run', 'execute_local', 'scheduler_info', 'adhoc_job', 'execute_until_done', 'wait_for_run', 'prestart_kernel',
+           'run_notebook']
 
 # %% ../../nbs/jobs/22_runner.ipynb #a8d50560
-def output_path(run: dict, *, settings: Settings) -> Path:
-    "Where a run's output notebook is kept: `<state_dir>/jobs/<job>/<run>.ipynb`."
-    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", run["job_name"]).strip(".") or "job"
-    path = (settings.state_dir / "jobs" / folder / f"{run['id']}.ipynb").resolve()
-    if not path.is_relative_to(settings.state_dir.resolve()):
-        raise InvalidInput(f"job name `{run['job_name']}` makes an output path outside the state folder", field="name")
-    return path
-
-
 class _Watchdog(threading.Thread):
     "Heartbeats, cancel requests and the timeout of one run."
 
@@ -69,62 +67,6 @@ class _Watchdog(threading.Thread):
                     print(f"aiwb runner: heartbeat of {self.run_id} failed: {e}", file=sys.stderr)
 
 
-def _mlflow_tags(run: dict, notebook_hash: str) -> dict[str, str]:
-    "The tags of the MLflow run a job run logs to."
-    tags = {
-        "aiwb.job.name": run["job_name"],
-        "aiwb.job.id": run["job_id"],
-        "aiwb.job.run": run["id"],
-        "aiwb.job.attempt": str(run["attempt"]),
-        "aiwb.notebook.path": run["notebook"],
-        "aiwb.notebook.hash": notebook_hash,
-        "aiwb.notebook.params": json.dumps(run["parameters"], sort_keys=True),
-        "mlflow.runName": f"{run['job_name']} #{run['id'][:8]}",
-    }
-    if run.get("scheduled_for"):
-        tags["aiwb.job.scheduled_for"] = run["scheduled_for"]
-    if run.get("reproduce_of"):
-        tags["aiwb.reproduce.of"] = run["reproduce_of"]
-    return tags
-
-
-def kernel_run_env(run: dict, mlflow_run_id: str) -> dict[str, str]:
-    "The run's own kernel variables (`RUN_ENV`)."
-    return {
-        "MLFLOW_RUN_ID": mlflow_run_id,
-        "AIWB_NOTEBOOK": run["notebook"],
-        "AIWB_JOB_RUN": run["id"],
-        "AIWB_NOTEBOOK_PARAMS": json.dumps(run["parameters"], sort_keys=True),
-    }
-
-
-def _error_summary(e: BaseException, reason: str | None, cell: int | None) -> tuple[str, dict]:
-    "The final state and error fields for an exception out of papermill."
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
-    where = f" in cell {cell}" if cell is not None else ""
-    if reason == "timeout":
-        return "timed_out", dict(
-            error_name="Timeout", error_message=f"stopped at its timeout{where}; the kernel was killed", error_cell=cell
-        )
-    if reason == "cancel":
-        return "cancelled", dict(
-            error_name="Cancelled", error_message=f"cancelled{where}; the kernel was killed", error_cell=cell
-        )
-    if reason == "stop":
-        return "failed", dict(error_name="Interrupted", error_message=f"the worker was stopped{where}", error_cell=cell)
-    if isinstance(e, PapermillExecutionError):
-        return "failed", dict(error_name=e.ename, error_message=str(e.evalue)[:4000], error_cell=e.cell_index)
-    if isinstance(e, DeadKernelError) or "kernel died" in str(e).lower():
-        return "failed", dict(
-            error_name="KernelDied",
-            error_message=f"the kernel died{where} (killed by a signal, e.g. SIGKILL or the out-of-memory killer): {e}",
-            error_cell=cell,
-        )
-    return "failed", dict(error_name=type(e).__name__, error_message=str(e)[:4000], error_cell=cell)
-
-
 def execute_run(
     run: dict,  # a claimed run (status `running`, this process's pid)
     *,
@@ -133,7 +75,26 @@ def execute_run(
     notebook: dict | None = None,  # the notebook to execute instead of the job's file (reproduce uses a snapshot)
     settings: Settings | None = None,
 ) -> dict:
-    "Execute a claimed run to its final state; returns the finished run record."
+    "Execute a claimed run to its final state on the project's executor; returns the finished run record."
+    settings = settings or load_settings()
+    if executor_name(settings=settings) == "dask":
+        from aiworkbench.jobs.dask_exec import execute_on_dask
+
+        if km is not None:  # the run executes on a worker: a kernel started here is not needed
+            stop_kernel(km)
+        return execute_on_dask(run, notebook=notebook, settings=settings)
+    return execute_local(run, km=km, progress=progress, notebook=notebook, settings=settings)
+
+
+def execute_local(
+    run: dict,  # a claimed run (status `running`, this process's pid)
+    *,
+    km=None,  # a pre-started kernel to use (and shut down afterwards); None starts one
+    progress: bool = False,  # papermill's per-cell progress bar on stderr
+    notebook: dict | None = None,  # the notebook to execute instead of the job's file
+    settings: Settings,
+) -> dict:
+    "The `local` executor: a kernel of this machine, papermill, a watchdog; returns the finished run record."
     import sqlite3
 
     from jupyter_core.utils import run_sync
@@ -141,7 +102,6 @@ def execute_run(
     from aiworkbench.jobs.recorder import ClientRecorder, sqlite_recorder
     from aiworkbench.jobs.spec import content_hash, read_notebook_json, resolve_notebook
 
-    settings = settings or load_settings()
     out = output_path(run, settings=settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     fields: dict[str, Any] = {}
@@ -154,7 +114,7 @@ def execute_run(
             else read_notebook_json(resolve_notebook(run["notebook"], settings=settings))
         )
         nb_hash = content_hash(nb_json)
-        tags = _mlflow_tags(run, nb_hash)
+        tags = mlflow_tags(run, nb_hash)
         if km is not None and (km.kernel_name != run["kernel"] or not run_sync(km.is_alive)()):
             stop_kernel(km)
             km = None
@@ -185,6 +145,8 @@ def execute_run(
             cells=len(nb_json.get("cells", [])) + 1,
             cell=0,
             mlflow_run_id=mlflow_id,
+            executor="local",
+            worker=this_worker()["worker"],  # host:pid, the host as the store names it (AIWB_HOSTNAME)
         )
         pm = import_papermill()  # while the kernel boots
         nb = nbformat_from(nb_json)
@@ -214,7 +176,7 @@ def execute_run(
         if error is not None:  # e.g. sys.exit(0): the kernel replies `ok` but shows a SystemExit error
             status, fields = "failed", error
     except Exception as e:  # noqa: BLE001 - every failure becomes the run's recorded state
-        status, fields = _error_summary(e, watchdog.reason if watchdog else None, cell["i"])
+        status, fields = error_summary(e, watchdog.reason if watchdog else None, cell["i"])
     finally:
         if watchdog is not None:
             watchdog.done.set()
@@ -230,23 +192,6 @@ def execute_run(
         except Exception as e:  # noqa: BLE001 - the run's own state is recorded either way
             fields["error_message"] = (fields.get("error_message") or "") + f" (MLflow logging failed: {e})"
     return finish_run(run["id"], status, settings=settings, output_path=str(out), **fields)
-
-
-def first_error(path: Path) -> dict | None:
-    "The first error output in an executed notebook, as run error fields; None when there is none."
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    for i, cell in enumerate(nb.get("cells", [])):
-        for o in cell.get("outputs", []) or []:
-            if o.get("output_type") == "error":
-                return dict(error_name=o.get("ename"), error_message=str(o.get("evalue"))[:4000], error_cell=i)
-    return None
-
-
-def nbformat_from(nb_json: dict):
-    "A `NotebookNode` from notebook JSON."
-    import nbformat
-
-    return nbformat.reads(json.dumps(nb_json), as_version=4)
 
 # %% ../../nbs/jobs/22_runner.ipynb #05a30940
 def scheduler_info(*, settings: Settings) -> dict | None:
@@ -369,7 +314,12 @@ def run_notebook(
     path = resolve_notebook(notebook, settings=settings)
     checked = check_parameters(parameters or {}, path)  # bad input is refused before anything is started or stored
     use_scheduler = not local and scheduler_info(settings=settings) is not None
-    km, run_id = prestart_kernel(path, checked, settings=settings) if not use_scheduler else (None, None)
+    here = not use_scheduler and executor_name(settings=settings) == "local"  # a Dask run needs no kernel here
+    if executor_name(settings=settings) == "dask":
+        from aiworkbench.jobs.dask_exec import dask_client
+
+        dask_client(settings=settings)  # an unreachable scheduler is refused (naming it) before a run is recorded
+    km, run_id = prestart_kernel(path, checked, settings=settings) if here else (None, None)
     try:
         job = adhoc_job(notebook, settings=settings)
         run = submit_run(

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from ..errors import InvalidInput
 
 # %% auto #0
-__all__ = ['API_PREFIX', 'ROUTES', 'Query', 'Route', 'api_model', 'openapi_spec']
+__all__ = ['API_PREFIX', 'ROUTES', 'Query', 'Route', 'list_services', 'api_model', 'openapi_spec']
 
 # %% ../../nbs/lab/42_api.ipynb #5d0b7e21
 class Query(NamedTuple):
@@ -76,6 +76,27 @@ class Route(NamedTuple):
 # %% ../../nbs/lab/42_api.ipynb #26aac4fc
 API_PREFIX = "/aiworkbench/api"
 
+
+def list_services(wb) -> dict:
+    "Every build under `<root>/bentos`, each route with its model's live quality over the KPI window (labels, hours)."
+    import time
+
+    from aiworkbench.monitoring.feedback import live_summary
+
+    days = wb.settings.kpi.window_days
+    since, live = time.time() - days * 86400, {}
+    services = []
+    for build in wb.serving.builds():
+        routes = []
+        for route in build["routes"]:
+            if route["model"] not in live:  # builds (and routes) of one model share its request log
+                live[route["model"]] = live_summary(route["model"], since=since, settings=wb.settings)
+            routes.append({**route, "live": live[route["model"]]})
+        single = [r["route"] for r in routes] == ["/predict"]  # a single model's service: its live quality
+        services.append({**build, "routes": routes, "live": routes[0]["live"] if single else None})
+    return {"services": services, "window_days": days}
+
+
 ROUTES: list[Route] = [
     Route("get", "/phase", "The project's phase and checklist", None, "ShowPhaseResponse", {}, lambda wb: wb.phase()),
     Route("get", "/kpis", "The KPIs against their targets", None, "ListKpisResponse", {}, lambda wb: wb.kpis()),
@@ -120,6 +141,42 @@ ROUTES: list[Route] = [
         lambda wb, name, body: wb.models.rollback(name, alias=body.alias, reason=body.reason),
     ),
     Route("get", "/jobs", "Notebook jobs", None, "ListJobsResponse", {}, lambda wb: wb.jobs.list()),
+    Route(
+        "get",
+        "/lake/tables",
+        "Lake tables: latest version, rows, contract",
+        None,
+        "ListTablesResponse",
+        {},
+        lambda wb: {"tables": wb.lake.tables()},
+    ),
+    Route(
+        "get",
+        "/features",
+        "Feature views: applied, materialized",
+        None,
+        "ListFeatureViewsResponse",
+        {},
+        lambda wb: {"views": wb.features.list()},
+    ),
+    Route(
+        "get",
+        "/services",
+        "Builds and their models' live quality",
+        None,
+        "ListServicesResponse",
+        {},
+        list_services,
+    ),
+    Route(
+        "get",
+        "/ci/runs",
+        "Recorded `aiwb ci` runs, newest first",
+        None,
+        "ListCiRunsResponse",
+        {"limit": Query("integer", 10, hi=200)},
+        lambda wb, limit: {"runs": wb.ci.runs(limit)},
+    ),
     Route(
         "post",
         "/jobs",
@@ -195,6 +252,36 @@ ROUTES: list[Route] = [
         lambda wb, path, base: wb.jobs.parameters(path, base=base),
         lab_root=True,
     ),
+    Route(
+        "post",
+        "/sweeps",
+        "Start an Optuna sweep of a notebook's parameters in the server's threads (trials are notebook jobs)",
+        "StartSweep",
+        "StartSweepResponse",
+        {},
+        lambda wb, body, base: wb.sweeps.start(
+            body.notebook,
+            body.params,
+            trials=body.trials,
+            parallel=body.parallel,
+            metric=body.metric,
+            direction=body.direction,
+            name=body.name,
+            register=body.register_as,
+            timeout_s=body.timeout_s,
+            base=base,
+        ),
+        lab_root=True,
+    ),
+    Route(
+        "get",
+        "/sweeps/{name}",
+        "A sweep's trials, best first, and whether the server still runs it",
+        None,
+        "ShowSweepResponse",
+        {},
+        lambda wb, name: wb.sweeps.show(name),
+    ),
 ]
 
 # %% ../../nbs/lab/42_api.ipynb #db45443a
@@ -238,7 +325,7 @@ def openapi_spec() -> dict:
     errors = {
         "400": "bad input: the message names the field",
         "403": "no token, or a POST without the XSRF token",
-        "404": "unknown model, version, job, run or notebook",
+        "404": "unknown model, version, job, run, notebook or sweep",
         "409": "a conflict: the gate refused (with its checks), a name taken, a run finished",
     }
     paths: dict[str, dict] = {}

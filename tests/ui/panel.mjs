@@ -61,7 +61,26 @@ await step('load', async () => {
   await page.locator('#aiworkbench-panel .aiwb-phase :is(.aiwb-phase-name, .aiwb-nodata, .aiwb-error)').first().waitFor();
   await page.locator('#aiworkbench-panel .aiwb-kpis :is(.aiwb-kpi, .aiwb-nodata, .aiwb-error)').first().waitFor();
   await page.locator('#aiworkbench-panel .aiwb-model').first().waitFor();
+  // the data, services and CI sections: their rows, or their "no ... yet" line, or an error
+  for (const [section, row] of [['data', 'aiwb-view'], ['services', 'aiwb-service'], ['ci', 'aiwb-ci-run']]) {
+    await page.locator(`#aiworkbench-panel .aiwb-${section} :is(.${row}, .aiwb-nodata, .aiwb-error)`).first().waitFor();
+  }
+  await page.locator('#aiworkbench-panel .aiwb-data :is(.aiwb-lake-table, .aiwb-nodata, .aiwb-error)').first().waitFor();
   results.panel_rendered_ms = Date.now() - t0;
+  const data = (nodes, attr) => nodes.map(n => n.dataset[attr]); // runs in the page: `attr` passed in
+  results.data_text = await page.locator('#aiworkbench-panel .aiwb-data').innerText();
+  results.services_text = await page.locator('#aiworkbench-panel .aiwb-services').innerText();
+  results.ci_text = await page.locator('#aiworkbench-panel .aiwb-ci').innerText();
+  results.tables = await page.locator('#aiworkbench-panel .aiwb-lake-table').evaluateAll(data, 'table');
+  results.views = await page.locator('#aiworkbench-panel .aiwb-view').evaluateAll(data, 'view');
+  results.services = await page.locator('#aiworkbench-panel .aiwb-service').evaluateAll(data, 'service');
+  results.ci_runs = await page.locator('#aiworkbench-panel .aiwb-ci-run').evaluateAll(data, 'ciRun');
+  results.section_gaps = await page
+    .locator('#aiworkbench-panel :is(.aiwb-data, .aiwb-services, .aiwb-ci) :is(.aiwb-nodata, .aiwb-error)')
+    .allInnerTexts();
+  await page.locator('#aiworkbench-panel .aiwb-ci').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(shots, 'panel-data-services-ci.png') });
+  await page.locator('#aiworkbench-panel .aiwb-phase').scrollIntoViewIfNeeded();
   results.phase_text = await page.locator('#aiworkbench-panel .aiwb-phase').innerText();
   results.phase_number = await page.locator('#aiworkbench-panel .aiwb-phase .aiwb-phase-number').allInnerTexts();
   results.kpis_text = await page.locator('#aiworkbench-panel .aiwb-kpis').innerText();
@@ -111,6 +130,31 @@ if (mode === 'full') {
     await refreshUntil(job.locator('.aiwb-run-succeeded'));
     results.job_run_text = await job.innerText();
     await page.screenshot({ path: join(shots, 'job-run.png') });
+  });
+  await step('sweep', async () => {
+    await page.goto(`${base}lab/tree/nbs/sweep.ipynb?token=${token}`, { waitUntil: 'domcontentloaded' });
+    const button = page.locator('.aiwb-run-as-job-button:visible'); // sweep.ipynb's (train.ipynb may be open too)
+    await button.first().waitFor({ timeout: 60000 });
+    await page.locator('.jp-NotebookPanel:visible', { hasText: 'log_metric' }).waitFor({ timeout: 60000 });
+    await button.first().click();
+    await page.locator('.jp-Dialog select[name="mode"]').selectOption('sweep');
+    const dialog = page.locator('.jp-Dialog');
+    await dialog.locator('textarea[name="sweep-params"]').fill('x=float(0,1)');
+    await dialog.locator('input[name="sweep-trials"]').fill('2');
+    await dialog.locator('input[name="sweep-parallel"]').fill('2');
+    await dialog.locator('input[name="sweep-metric"]').fill('loss');
+    await dialog.locator('input[name="sweep-name"]').fill('ui-sweep');
+    await page.screenshot({ path: join(shots, 'sweep-form.png') });
+    await dialog.locator('.jp-mod-accept').click();
+    // the sweep's dialog follows its trials until the sweep has ended
+    const ended = page.locator('.jp-Dialog .aiwb-sweep [data-running="false"]');
+    await ended.waitFor({ timeout: 240000 });
+    results.sweep_trials = await page
+      .locator('.jp-Dialog .aiwb-sweep-trial')
+      .evaluateAll(nodes => nodes.map(n => n.dataset.trial));
+    results.sweep_text = await page.locator('.jp-Dialog .aiwb-sweep').innerText();
+    await page.screenshot({ path: join(shots, 'sweep.png') });
+    await page.locator('.jp-Dialog .jp-mod-accept').click();
   });
 }
 // JupyterLab emits its news question once the app is restored (long before this point in `full` mode); the toast

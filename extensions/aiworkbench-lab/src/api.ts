@@ -55,7 +55,7 @@ export async function requestAPI<T>(endpoint: string, init: RequestInit = {}): P
 /** POST a JSON body (a request model of the API). */
 export function postAPI<T>(
   endpoint: string,
-  body: PromoteModel | RollbackModel | CreateJob | RunJob | Record<string, never>
+  body: PromoteModel | RollbackModel | CreateJob | RunJob | StartSweep | Record<string, never>
 ): Promise<T> {
   return requestAPI<T>(endpoint, { method: 'POST', body: JSON.stringify(body) });
 }
@@ -83,3 +83,16 @@ export type JobRuns = Schemas['ListJobRunsResponse'];
 export type JobRun = Schemas['JobRun'];
 export type NotebookParameters = Schemas['ShowNotebookParametersResponse'];
 export type ErrorResponse = Schemas['ErrorResponse'];
+export type Tables = Schemas['ListTablesResponse'];
+export type LakeTable = Schemas['LakeTable'];
+export type FeatureViews = Schemas['ListFeatureViewsResponse'];
+export type FeatureView = Schemas['FeatureViewSummary'];
+export type Services = Schemas['ListServicesResponse'];
+export type Service = Schemas['ServiceSummary'];
+export type LiveQuality = Schemas['LiveQuality'];
+export type CiRuns = Schemas['ListCiRunsResponse'];
+export type CiRun = Schemas['CiRun'];
+export type StartSweep = Schemas['StartSweep'];
+export type StartedSweep = Schemas['StartSweepResponse'];
+export type Sweep = Schemas['ShowSweepResponse'];
+export type SweepTrial = Schemas['SweepTrial'];

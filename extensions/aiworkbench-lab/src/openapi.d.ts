@@ -158,6 +158,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/aiworkbench/api/lake/tables": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lake tables: latest version, rows, contract */
+        get: operations["get_lake_tables"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/aiworkbench/api/features": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Feature views: applied, materialized */
+        get: operations["get_features"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/aiworkbench/api/services": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Builds and their models' live quality */
+        get: operations["get_services"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/aiworkbench/api/ci/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recorded `aiwb ci` runs, newest first */
+        get: operations["get_ci_runs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/aiworkbench/api/jobs/{job}": {
         parameters: {
             query?: never;
@@ -294,10 +362,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/aiworkbench/api/sweeps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start an Optuna sweep of a notebook's parameters in the server's threads (trials are notebook jobs) */
+        post: operations["post_sweeps"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/aiworkbench/api/sweeps/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A sweep's trials, best first, and whether the server still runs it */
+        get: operations["get_sweeps_name"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * BuildChallenger
+         * @description The challenger a build serves beside the champion.
+         */
+        BuildChallenger: {
+            /** Version */
+            version: number;
+            /**
+             * Mode
+             * @enum {string}
+             */
+            mode: "canary" | "shadow";
+            /**
+             * Share
+             * @default null
+             */
+            share: number | null;
+            /**
+             * File
+             * @default null
+             */
+            file: string | null;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * CancelJobResponse
          * @description The runs a cancel stopped or asked to stop.
@@ -305,6 +432,55 @@ export interface components {
         CancelJobResponse: {
             /** Cancelled */
             cancelled: components["schemas"]["JobRun"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CiRun
+         * @description One recorded `aiwb ci` run.
+         */
+        CiRun: {
+            /** Run Id */
+            run_id: string;
+            /** Started */
+            started: number;
+            /**
+             * Seconds
+             * @default null
+             */
+            seconds: number | null;
+            /**
+             * Commit
+             * @default null
+             */
+            commit: string | null;
+            /**
+             * Branch
+             * @default null
+             */
+            branch: string | null;
+            /**
+             * Stages
+             * @default {}
+             */
+            stages: {
+                [key: string]: number;
+            };
+            /**
+             * Outcome
+             * @default null
+             */
+            outcome: string | null;
+            /**
+             * Promoted
+             * @default null
+             */
+            promoted: number | null;
+            /**
+             * Model
+             * @default null
+             */
+            model: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -410,6 +586,64 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * FeatureViewSummary
+         * @description A feature view: its source, keys and features, and whether it was applied and materialized (which version, when).
+         */
+        FeatureViewSummary: {
+            /** Name */
+            name: string;
+            /** Source */
+            source: string;
+            /** Entities */
+            entities: string[];
+            /** Timestamp */
+            timestamp: string;
+            /** Features */
+            features: string[];
+            /**
+             * Ttl
+             * @default null
+             */
+            ttl: string | null;
+            /**
+             * Ttl S
+             * @default null
+             */
+            ttl_s: number | null;
+            /**
+             * File
+             * @default null
+             */
+            file: string | null;
+            /**
+             * Applied
+             * @default false
+             */
+            applied: boolean;
+            /**
+             * Applied At
+             * @default null
+             */
+            applied_at: number | null;
+            /**
+             * Materialized
+             * @default false
+             */
+            materialized: boolean;
+            /**
+             * Materialized Version
+             * @default null
+             */
+            materialized_version: number | null;
+            /**
+             * Materialized At
+             * @default null
+             */
+            materialized_at: number | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * GateSpec
          * @description The promotion gate of a `PromoteModel` request: metric bounds and the champion to beat.
          */
@@ -438,6 +672,11 @@ export interface components {
              * @default 0
              */
             min_delta?: number;
+            /**
+             * Min Agreement
+             * @default null
+             */
+            min_agreement?: number | null;
         };
         /** Job */
         Job: {
@@ -528,6 +767,21 @@ export interface components {
              */
             error_message: string | null;
             /**
+             * Executor
+             * @default null
+             */
+            executor: string | null;
+            /**
+             * Worker
+             * @default null
+             */
+            worker: string | null;
+            /**
+             * Host
+             * @default null
+             */
+            host: string | null;
+            /**
              * Finished
              * @default false
              */
@@ -585,6 +839,73 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * LakeTable
+         * @description A lake table: its latest commit, every row it holds, the contract last recorded on it.
+         */
+        LakeTable: {
+            /** Table */
+            table: string;
+            /** Version */
+            version: number;
+            /**
+             * Time
+             * @default null
+             */
+            time: string | null;
+            /**
+             * Rows
+             * @default null
+             */
+            rows: number | null;
+            /**
+             * Rows Added
+             * @default null
+             */
+            rows_added: number | null;
+            /**
+             * Contract
+             * @default null
+             */
+            contract: string | null;
+            /**
+             * Contract Version
+             * @default null
+             */
+            contract_version: number | null;
+            /**
+             * Operation
+             * @default null
+             */
+            operation: string | null;
+            /**
+             * Mode
+             * @default null
+             */
+            mode: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListCiRunsResponse
+         * @description The recorded `aiwb ci` runs, newest first.
+         */
+        ListCiRunsResponse: {
+            /** Runs */
+            runs: components["schemas"]["CiRun"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListFeatureViewsResponse
+         * @description Every feature view of the project.
+         */
+        ListFeatureViewsResponse: {
+            /** Views */
+            views: components["schemas"]["FeatureViewSummary"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ListJobRunsResponse
          * @description Runs of a job, newest first.
          */
@@ -636,6 +957,105 @@ export interface components {
         ListRunsResponse: {
             /** Runs */
             runs: components["schemas"]["RunSummary"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListServicesResponse
+         * @description Every build of the project with its model's live quality over the KPI window.
+         */
+        ListServicesResponse: {
+            /** Services */
+            services: components["schemas"]["ServiceSummary"][];
+            /** Window Days */
+            window_days: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListTablesResponse
+         * @description Every Delta table of the project's lake.
+         */
+        ListTablesResponse: {
+            /** Tables */
+            tables: components["schemas"]["LakeTable"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * LiveQuality
+         * @description A model's quality on live traffic, from its labels and shadow records and the hourly request summaries.
+         */
+        LiveQuality: {
+            /** Model */
+            model: string;
+            /** Task */
+            task: string;
+            /**
+             * Since
+             * @default null
+             */
+            since: number | null;
+            /**
+             * Labels
+             * @default 0
+             */
+            labels: number;
+            /**
+             * Requests
+             * @default 0
+             */
+            requests: number;
+            /**
+             * Coverage
+             * @default null
+             */
+            coverage: number | null;
+            /**
+             * Metric
+             * @enum {string}
+             */
+            metric: "accuracy" | "mae";
+            /**
+             * Value
+             * @default null
+             */
+            value: number | null;
+            /**
+             * Concept Drift
+             * @default false
+             */
+            concept_drift: boolean;
+            /**
+             * Drift Reason
+             * @default null
+             */
+            drift_reason: string | null;
+            /**
+             * Challenger Mode
+             * @default null
+             */
+            challenger_mode: ("canary" | "shadow") | null;
+            /**
+             * Challenger Value
+             * @default null
+             */
+            challenger_value: number | null;
+            /**
+             * Agreement
+             * @default null
+             */
+            agreement: number | null;
+            /**
+             * P95 Ms
+             * @default null
+             */
+            p95_ms: number | null;
+            /**
+             * Shown
+             * @default
+             */
+            shown: string;
         } & {
             [key: string]: unknown;
         };
@@ -774,7 +1194,8 @@ export interface components {
              *       "min_metrics": {},
              *       "max_metrics": {},
              *       "beat_champion": null,
-             *       "min_delta": 0
+             *       "min_delta": 0,
+             *       "min_agreement": null
              *     }
              */
             gate?: components["schemas"]["GateSpec"];
@@ -884,6 +1305,64 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * ServedRoute
+         * @description A model a service answers at a route of its own, and how it does on live traffic.
+         */
+        ServedRoute: {
+            /** Route */
+            route: string;
+            /** Model */
+            model: string;
+            /**
+             * Version
+             * @default null
+             */
+            version: number | null;
+            /** @default null */
+            live: components["schemas"]["LiveQuality"] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ServiceSummary
+         * @description One build folder under `<root>/bentos`: what it serves (each route's model and version), and how they do live.
+         */
+        ServiceSummary: {
+            /** Name */
+            name: string;
+            /**
+             * Version
+             * @default null
+             */
+            version: number | null;
+            /**
+             * Runtime
+             * @default null
+             */
+            runtime: string | null;
+            /** @default null */
+            challenger: components["schemas"]["BuildChallenger"] | null;
+            /**
+             * Follow
+             * @default null
+             */
+            follow: boolean | null;
+            /**
+             * Build Dir
+             * @default null
+             */
+            build_dir: string | null;
+            /**
+             * Routes
+             * @default []
+             */
+            routes: components["schemas"]["ServedRoute"][];
+            /** @default null */
+            live: components["schemas"]["LiveQuality"] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ShowJobRunOutputResponse
          * @description A run's output notebook: its path relative to the project root and its content.
          */
@@ -970,6 +1449,167 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /**
+         * ShowSweepResponse
+         * @description A sweep's trials, best first (failed last), its best trial, and whether the server still runs it.
+         */
+        ShowSweepResponse: {
+            /** Name */
+            name: string;
+            /** Direction */
+            direction: string;
+            /**
+             * Metric
+             * @default null
+             */
+            metric: string | null;
+            /**
+             * Notebook
+             * @default null
+             */
+            notebook: string | null;
+            /**
+             * Mlflow Run Id
+             * @default null
+             */
+            mlflow_run_id: string | null;
+            /** Trials */
+            trials: components["schemas"]["SweepTrial"][];
+            /** @default null */
+            best: components["schemas"]["SweepTrial"] | null;
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            /**
+             * Metric Missing
+             * @default false
+             */
+            metric_missing: boolean;
+            /**
+             * Running
+             * @default false
+             */
+            running: boolean;
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * StartSweep
+         * @description Start an Optuna sweep of a notebook's parameters in the server (each trial a notebook job); the name resumes one.
+         */
+        StartSweep: {
+            /** Notebook */
+            notebook: string;
+            /** Params */
+            params: {
+                [key: string]: string;
+            };
+            /**
+             * Trials
+             * @default 10
+             */
+            trials?: number;
+            /**
+             * Parallel
+             * @default 1
+             */
+            parallel?: number;
+            /** Metric */
+            metric: string;
+            /**
+             * Direction
+             * @default minimize
+             * @enum {string}
+             */
+            direction?: "minimize" | "maximize";
+            /**
+             * Name
+             * @default null
+             */
+            name?: string | null;
+            /**
+             * Register
+             * @default null
+             */
+            register?: string | null;
+            /**
+             * Timeout S
+             * @default null
+             */
+            timeout_s?: number | null;
+        };
+        /**
+         * StartSweepResponse
+         * @description A sweep started in the server's threads: its study's name (`GET sweeps/{name}` shows its trials).
+         */
+        StartSweepResponse: {
+            /** Name */
+            name: string;
+            /** Notebook */
+            notebook: string;
+            /** Trials */
+            trials: number;
+            /** Parallel */
+            parallel: number;
+            /** Metric */
+            metric: string;
+            /** Direction */
+            direction: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** SweepTrial */
+        SweepTrial: {
+            /** Number */
+            number: number;
+            /** State */
+            state: string;
+            /**
+             * Value
+             * @default null
+             */
+            value: number | null;
+            /**
+             * Params
+             * @default {}
+             */
+            params: {
+                [key: string]: unknown;
+            };
+            /**
+             * Job Run
+             * @default null
+             */
+            job_run: string | null;
+            /**
+             * Mlflow Run Id
+             * @default null
+             */
+            mlflow_run_id: string | null;
+            /**
+             * Status
+             * @default null
+             */
+            status: string | null;
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+            /**
+             * Seconds
+             * @default null
+             */
+            seconds: number | null;
+        } & {
+            [key: string]: unknown;
+        };
     };
     responses: never;
     parameters: never;
@@ -1015,7 +1655,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1071,7 +1711,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1130,7 +1770,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1188,7 +1828,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1244,7 +1884,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1302,7 +1942,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1364,7 +2004,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1426,7 +2066,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1482,7 +2122,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1542,7 +2182,233 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description a conflict: the gate refused (with its checks), a name taken, a run finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_lake_tables: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListTablesResponse"];
+                };
+            };
+            /** @description bad input: the message names the field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description no token, or a POST without the XSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown model, version, job, run, notebook or sweep */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description a conflict: the gate refused (with its checks), a name taken, a run finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_features: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListFeatureViewsResponse"];
+                };
+            };
+            /** @description bad input: the message names the field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description no token, or a POST without the XSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown model, version, job, run, notebook or sweep */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description a conflict: the gate refused (with its checks), a name taken, a run finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_services: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListServicesResponse"];
+                };
+            };
+            /** @description bad input: the message names the field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description no token, or a POST without the XSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown model, version, job, run, notebook or sweep */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description a conflict: the gate refused (with its checks), a name taken, a run finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_ci_runs: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListCiRunsResponse"];
+                };
+            };
+            /** @description bad input: the message names the field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description no token, or a POST without the XSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1600,7 +2466,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1662,7 +2528,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1720,7 +2586,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1780,7 +2646,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1838,7 +2704,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1896,7 +2762,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1957,7 +2823,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2015,7 +2881,125 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description unknown model, version, job, run or notebook */
+            /** @description unknown model, version, job, run, notebook or sweep */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description a conflict: the gate refused (with its checks), a name taken, a run finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    post_sweeps: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StartSweep"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StartSweepResponse"];
+                };
+            };
+            /** @description bad input: the message names the field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description no token, or a POST without the XSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown model, version, job, run, notebook or sweep */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description a conflict: the gate refused (with its checks), a name taken, a run finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_sweeps_name: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShowSweepResponse"];
+                };
+            };
+            /** @description bad input: the message names the field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description no token, or a POST without the XSRF token */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown model, version, job, run, notebook or sweep */
             404: {
                 headers: {
                     [name: string]: unknown;

@@ -5,15 +5,20 @@ import * as React from 'react';
 import {
   ApiError,
   apiUrl,
+  CiRuns,
+  FeatureViews,
   Job,
   JobRuns,
   Jobs,
   Kpis,
+  LiveQuality,
   Models,
   ModelSummary,
   Phase,
   postAPI,
-  requestAPI
+  requestAPI,
+  Services,
+  Tables
 } from './api';
 
 /** How often an open panel refreshes by itself, milliseconds. */
@@ -261,6 +266,12 @@ function JobRuns({ job, tick }: { job: string; tick: number }): JSX.Element {
         <li key={r.id} className={`aiwb-job-run aiwb-run-${r.status}`} data-run={r.id}>
           {new Date(r.queued_at * 1000).toLocaleString()}{' '}
           <b className="aiwb-run-status">{r.status}</b>{' '}
+          {r.worker ? (
+            <span className="aiwb-run-where" title={r.host ? `claimed by ${r.host}` : undefined}>
+              on {r.worker}
+              {r.executor && r.executor !== 'local' ? ` (${r.executor})` : ''}{' '}
+            </span>
+          ) : null}
           {r.finished ? (
             <a
               href={apiUrl(`job-runs/${r.id}/output?format=html`)}
@@ -315,7 +326,188 @@ function JobsSection({ tick, refresh }: { tick: number; refresh: () => void }): 
   );
 }
 
-/** The Workbench side panel: phase, KPIs, models, jobs; refreshed on focus, on show and every REFRESH_MS. */
+/** Epoch seconds (or an ISO time) as the browser's local date and time; '—' when there is none. */
+function when(t?: number | string | null): string {
+  if (t === undefined || t === null || t === '') {
+    return '—';
+  }
+  return new Date(typeof t === 'number' ? t * 1000 : t).toLocaleString();
+}
+
+function DataSection({ tick }: { tick: number }): JSX.Element {
+  const tables = useApi<Tables>('lake/tables', tick);
+  const views = useApi<FeatureViews>('features', tick);
+  return (
+    <section className="aiwb-section aiwb-data">
+      <h3>Data</h3>
+      <ErrorLine error={tables.error ?? views.error} />
+      {tables.data && tables.data.tables.length === 0 ? (
+        <div className="aiwb-nodata">
+          No lake tables yet:{' '}
+          <code>aiwb data write TABLE data.csv --contract contracts/NAME.yaml</code>
+        </div>
+      ) : null}
+      {tables.data && tables.data.tables.length > 0 ? (
+        <table className="aiwb-table">
+          <tbody>
+            {tables.data.tables.map(t => (
+              <tr key={t.table} className="aiwb-lake-table" data-table={t.table}>
+                <td>
+                  <b>{t.table}</b>
+                </td>
+                <td>v{t.version}</td>
+                <td className="aiwb-table-rows">{t.rows ?? '—'} rows</td>
+                <td className="aiwb-table-contract">{t.contract ?? 'no contract'}</td>
+                <td className="aiwb-when">{when(t.time)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      {views.data && views.data.views.length === 0 ? (
+        <div className="aiwb-nodata">
+          No feature views yet: add <code>features/NAME.yaml</code>, then{' '}
+          <code>aiwb features apply</code>
+        </div>
+      ) : null}
+      {views.data?.views.map(v => (
+        <div key={v.name} className="aiwb-view" data-view={v.name}>
+          <div className="aiwb-view-head">
+            <b>{v.name}</b> <span className="aiwb-view-source">← {v.source}</span>{' '}
+            <span className={`aiwb-badge ${v.applied ? 'aiwb-ok' : 'aiwb-todo'}`}>
+              {v.applied ? 'applied' : 'not applied'}
+            </span>{' '}
+            <span
+              className={`aiwb-badge aiwb-view-materialized ${v.materialized ? 'aiwb-ok' : 'aiwb-todo'}`}
+              title={
+                v.materialized
+                  ? `at ${when(v.materialized_at)}`
+                  : `aiwb features materialize ${v.name}`
+              }
+            >
+              {v.materialized ? `materialized v${v.materialized_version}` : 'not materialized'}
+            </span>
+          </div>
+          <div className="aiwb-evidence">
+            by {v.entities.join(', ')} · {v.features.join(', ')} · ttl {v.ttl ?? '—'}
+            {v.materialized ? ` · ${when(v.materialized_at)}` : ''}
+          </div>
+        </div>
+      ))}
+    </section>
+  );
+}
+
+function LiveLine({ live }: { live: LiveQuality }): JSX.Element {
+  return (
+    <>
+      {live.shown}
+      {live.p95_ms !== null && live.p95_ms !== undefined
+        ? ` · p95 ${live.p95_ms.toFixed(1)} ms`
+        : ''}
+    </>
+  );
+}
+
+function ServicesSection({ tick }: { tick: number }): JSX.Element {
+  const { data, error } = useApi<Services>('services', tick);
+  return (
+    <section className="aiwb-section aiwb-services">
+      <h3>Services{data ? ` (last ${data.window_days} days)` : ''}</h3>
+      <ErrorLine error={error} />
+      {data && data.services.length === 0 ? (
+        <div className="aiwb-nodata">
+          No builds yet: <code>aiwb package MODEL@champion</code> (or <code>aiwb serve</code>)
+        </div>
+      ) : null}
+      {data?.services.map(s =>
+        s.live ? (
+          <div
+            key={s.build_dir ?? `${s.name}-${s.version}`}
+            className={`aiwb-service${s.live.concept_drift ? ' aiwb-drifted' : ''}`}
+            data-service={`${s.name}@v${s.version}`}
+          >
+            <div className="aiwb-service-head">
+              <b>{s.name}</b> v{s.version} <span className="aiwb-service-runtime">{s.runtime}</span>
+              {s.challenger ? (
+                <span className="aiwb-alias aiwb-service-challenger">
+                  {s.challenger.mode} v{s.challenger.version}
+                  {s.challenger.mode === 'canary' && s.challenger.share
+                    ? ` ${Math.round(s.challenger.share * 100)}%`
+                    : ''}
+                </span>
+              ) : null}
+              {s.follow ? <span className="aiwb-service-follow"> follows its alias</span> : null}
+            </div>
+            <div className="aiwb-service-live" title={s.live.drift_reason ?? ''}>
+              <LiveLine live={s.live} />
+            </div>
+          </div>
+        ) : (
+          <div key={s.build_dir ?? s.name} className="aiwb-service" data-service={s.name}>
+            <div className="aiwb-service-head">
+              <b>{s.name}</b> <span className="aiwb-service-runtime">{s.runtime}</span>{' '}
+              {(s.routes ?? []).length} models
+              {s.follow ? (
+                <span className="aiwb-service-follow"> each follows its alias</span>
+              ) : null}
+            </div>
+            {(s.routes ?? []).map(r => (
+              <div
+                key={r.route}
+                className={`aiwb-service-route${r.live?.concept_drift ? ' aiwb-drifted' : ''}`}
+                data-route={r.route}
+              >
+                <div className="aiwb-service-live" title={r.live?.drift_reason ?? ''}>
+                  <code>POST {r.route}</code> <b>{r.model}</b> v{r.version}
+                  {r.live ? (
+                    <>
+                      {' · '}
+                      <LiveLine live={r.live} />
+                    </>
+                  ) : null}
+                </div>
+              </div>
+            ))}
+          </div>
+        )
+      )}
+    </section>
+  );
+}
+
+function CiSection({ tick }: { tick: number }): JSX.Element {
+  const { data, error } = useApi<CiRuns>('ci/runs?limit=5', tick);
+  return (
+    <section className="aiwb-section aiwb-ci">
+      <h3>CI</h3>
+      <ErrorLine error={error} />
+      {data && data.runs.length === 0 ? (
+        <div className="aiwb-nodata">
+          No CI runs yet: <code>aiwb ci</code> (and <code>aiwb ci init --ci github</code> to run it
+          on every push)
+        </div>
+      ) : null}
+      <ul className="aiwb-job-runs">
+        {data?.runs.map(r => (
+          <li key={r.run_id} className={`aiwb-ci-run aiwb-run-${r.outcome}`} data-ci-run={r.run_id}>
+            {when(r.started)} <b className="aiwb-run-status">{r.outcome ?? 'running'}</b>
+            {r.commit ? <code className="aiwb-ci-commit"> {r.commit.slice(0, 12)}</code> : null}
+            {r.seconds !== null && r.seconds !== undefined ? ` in ${r.seconds.toFixed(1)} s` : ''}
+            {r.promoted ? ` · promoted ${r.model ?? ''} v${r.promoted}` : ''}
+            <div className="aiwb-evidence aiwb-ci-stages">
+              {Object.entries(r.stages)
+                .map(([stage, s]) => `${stage} ${s.toFixed(1)} s`)
+                .join(' · ')}
+            </div>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+/** The Workbench side panel: phase, KPIs, models, jobs, data, services, CI; refreshed on focus, on show and every REFRESH_MS. */
 export class WorkbenchPanel extends ReactWidget {
   private tick = 0;
   private timer: number | undefined;
@@ -361,6 +553,9 @@ export class WorkbenchPanel extends ReactWidget {
         <KpiSection tick={this.tick} />
         <ModelsSection tick={this.tick} refresh={refresh} />
         <JobsSection tick={this.tick} refresh={refresh} />
+        <DataSection tick={this.tick} />
+        <ServicesSection tick={this.tick} />
+        <CiSection tick={this.tick} />
       </div>
     );
   }
