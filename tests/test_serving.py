@@ -355,7 +355,11 @@ def test_cli_package_and_serve(served, aiwb):
 
 def _in_progress(url: str) -> float:
     "BentoML's gauge of /predict requests being handled now (its metrics middleware wraps the guard)."
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+    try:  # a loaded CI machine: a slow answer is "not yet", the caller's deadline decides
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.TimeoutException:
+        return 0.0
+    for line in text.splitlines():
         if line.startswith("bentoml_service_request_in_progress{") and 'endpoint="/predict"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
@@ -394,7 +398,7 @@ def test_sigterm_finishes_accepted_requests(served, tmp_path):
         threads = [threading.Thread(target=slow_request, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while _in_progress(server.url) < 4:  # all four accepted: the server is reading their bodies
             assert time.monotonic() < deadline, _in_progress(server.url)
             time.sleep(0.05)

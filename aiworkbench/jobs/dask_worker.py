@@ -233,7 +233,8 @@ def execute_folder(pm, km, folder: Path) -> dict:
         (folder / STARTED).touch()
         nb = nbformat_from(json.loads((folder / INPUT).read_text(encoding="utf-8")))
         meta = nb.metadata
-        language = None if meta.get("kernelspec", {}).get("language") or meta.get("language_info") else "python"
+        # papermill needs a language: Lab saves `language_info: {"name": ""}` in a notebook no kernel ran in
+        language = meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python"
         pm.execute_notebook(
             nb,
             str(folder / OUTPUT),

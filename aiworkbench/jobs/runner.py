@@ -159,7 +159,8 @@ def execute_local(
                 pass
 
         meta = nb.metadata
-        language = None if meta.get("kernelspec", {}).get("language") or meta.get("language_info") else "python"
+        # papermill needs a language: Lab saves `language_info: {"name": ""}` in a notebook no kernel ran in
+        language = meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python"
         pm.execute_notebook(
             nb,
             str(out),

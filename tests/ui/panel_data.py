@@ -57,7 +57,7 @@ def add_panel_data(
                 "ref": "model-00@champion",
                 "name": "model-00",
                 "version": 2,
-                "runtime": "torchscript",
+                "runtime": "onnx",
                 "challenger": challenger,
                 "follow": True,
                 "build_dir": str(build),
