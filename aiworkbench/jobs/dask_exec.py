@@ -194,7 +194,11 @@ def _follow(client, run: dict, payload: dict, resources: dict | None, *, setting
             now = time.monotonic()
             if worker and now >= next_check:
                 next_check = now + 1.0
-                if worker not in workers_of(client):
+                try:  # distributed's `sync` can raise `UnboundLocalError` when its call is cancelled under load
+                    live = workers_of(client)
+                except Exception:  # noqa: BLE001 - asked again in a second; a lost scheduler shows in `client.status`
+                    live = {worker: {}}
+                if worker not in live:
                     cancel.set()
                     client.cancel(future)
                     return {"lost": True, "worker": worker}
