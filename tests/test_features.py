@@ -20,6 +20,7 @@ from conftest import AIWB, Result
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from team_servers import stop_team
 
 T0 = pd.Timestamp("2026-03-01T00:00:00Z")
 CONTRACT = "name: f\ncolumns:\n  k: {dtype: int}\n  ts: {dtype: datetime}\n  v: {dtype: float}\n"
@@ -201,20 +202,10 @@ def test_views_training_sets_materialize_online_and_train(tmp_path):
     assert r.code == 2 and "user=999" in r.err, r.err
 
 
-def running(pid) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, TypeError, ValueError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def team_project():
     "A project whose online store is the `aiwb_jobs` database of its own `aiwb team up` (stopped by pid at the end)."
     import shutil
-    import signal
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="aiwb-online-pg-"))
@@ -231,16 +222,7 @@ def team_project():
         settings.write_text(settings.read_text().replace("[features]\n", f"[features]\nonline = {uri}\n", 1))
         yield {"root": root, "uri": uri, "env": {"PGPASSFILE": up["pgpass"]}}
     finally:
-        state = json.loads(state_file.read_text()) if state_file.exists() else {}
-        mlflow_pid = (state.get("mlflow") or {}).get("pid")
-        if running(mlflow_pid):
-            os.killpg(mlflow_pid, signal.SIGKILL)
-        pg_pid = (state.get("postgres") or {}).get("pid")
-        if running(pg_pid):
-            import psutil
-
-            os.kill(pg_pid, signal.SIGINT)  # PostgreSQL's fast shutdown
-            psutil.Process(pg_pid).wait(30)
+        stop_team(state_file)
         shutil.rmtree(base, ignore_errors=True)
 
 

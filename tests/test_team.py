@@ -7,7 +7,6 @@ whatever the tests did, stops what is left of them by pid. The tests run in file
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,21 +15,14 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psutil
 import pytest
+from team_servers import running, stop_team
 
 AIWB = str(Path(sys.executable).parent / "aiwb")
 
 
 def aiwb(*args, cwd, env=None, timeout=240) -> subprocess.CompletedProcess:
     return subprocess.run([AIWB, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
-
-
-def running(pid: int | None) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, TypeError, ValueError):
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +40,7 @@ def team():
         assert r.returncode == 0, r.stdout + r.stderr
         yield {"project": project, "dir": folder, "up": json.loads(r.stdout), "up_s": up_s}
     finally:
-        state = json.loads((folder / "team.json").read_text()) if (folder / "team.json").exists() else {}
-        mlflow_pid = (state.get("mlflow") or {}).get("pid")
-        if running(mlflow_pid):
-            os.killpg(mlflow_pid, signal.SIGKILL)
-        pg_pid = (state.get("postgres") or {}).get("pid")
-        if running(pg_pid):
-            os.kill(pg_pid, signal.SIGINT)  # PostgreSQL's fast shutdown
-            psutil.Process(pg_pid).wait(30)
+        stop_team(folder / "team.json")
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -29,6 +29,7 @@ if os.environ.get("AIWB_SKIP_TEAM_LIFECYCLE"):
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lifecycle_data import DATASETS  # noqa: E402
+from team_servers import stop_team  # noqa: E402
 from test_lifecycle import TestLifecycle, life  # noqa: E402, F401 - collected here again, unchanged
 
 AIWB = str(Path(sys.executable).parent / "aiwb")
@@ -56,16 +57,6 @@ def job_databases(team: dict) -> dict[str, str]:
             c.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(f"aiwb_jobs_{key}"),
                                                                      sql.Identifier(owner)))  # fmt: skip
     return {key: f"{store.rsplit('/', 1)[0]}/aiwb_jobs_{key}" for key in DATASETS}
-
-
-def stop_team(folder: Path) -> None:
-    state = json.loads((folder / "team.json").read_text()) if (folder / "team.json").exists() else {}
-    ml, pg = (state.get("mlflow") or {}).get("pid"), (state.get("postgres") or {}).get("pid")
-    if ml and psutil.pid_exists(ml):
-        os.killpg(ml, signal.SIGKILL)
-    if pg and psutil.pid_exists(pg):
-        os.kill(pg, signal.SIGINT)  # PostgreSQL's fast shutdown
-        psutil.Process(pg).wait(30)
 
 
 def stop_cluster(project: Path) -> None:
@@ -107,7 +98,7 @@ def team():
             else:
                 os.environ[k] = v
         stop_cluster(cluster)
-        stop_team(folder)
+        stop_team(folder / "team.json")
         shutil.rmtree(base, ignore_errors=True)
 
 

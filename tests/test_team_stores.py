@@ -17,8 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
+from team_servers import stop_team
 
 AIWB = str(Path(sys.executable).parent / "aiwb")
 TOOLS = str(Path(__file__).with_name("team_stores_tools.py"))
@@ -36,13 +36,6 @@ def tool(*args, timeout=300, env=None) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, capture_output=True, text=True, env=env or BASE_ENV, timeout=timeout)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def running(pid) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, TypeError, ValueError):
-        return False
 
 
 def wait_for(predicate, what: str, timeout: float = 120.0, every: float = 0.2):
@@ -76,14 +69,7 @@ def team():
         up = json.loads(r.stdout)
         yield {"base": base, "dir": folder, "url": up["settings"]["tracking.uri"], "up": up}
     finally:
-        state = json.loads((folder / "team.json").read_text()) if (folder / "team.json").exists() else {}
-        ml = (state.get("mlflow") or {}).get("pid")
-        if running(ml):
-            os.killpg(ml, signal.SIGKILL)
-        pg = (state.get("postgres") or {}).get("pid")
-        if running(pg):
-            os.kill(pg, signal.SIGINT)  # PostgreSQL's fast shutdown
-            psutil.Process(pg).wait(30)
+        stop_team(folder / "team.json")
         shutil.rmtree(base, ignore_errors=True)
 
 
