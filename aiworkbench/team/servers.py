@@ -40,12 +40,16 @@ from aiworkbench.team.postgres import (
 )
 
 # %% auto #0
-__all__ = ['STATE_FILE', 'MLFLOW_WORKERS', 'team_dir', 'read_state', 'write_state', 'team_lock', 'mlflow_command', 'mlflow_env',
-           'healthy', 'start_mlflow', 'group_members', 'stop_group', 'team_up', 'team_status', 'team_down']
+__all__ = ['STATE_FILE', 'MLFLOW_WORKERS', 'UVICORN_OPTS', 'team_dir', 'read_state', 'write_state', 'team_lock', 'mlflow_command',
+           'mlflow_env', 'healthy', 'start_mlflow', 'group_members', 'stop_group', 'team_up', 'team_status',
+           'team_down']
 
 # %% ../../nbs/team/60_servers.ipynb #c10a61da
 STATE_FILE = "team.json"
 MLFLOW_WORKERS = 2
+# uvloop: on asyncio's loop the sockets that uvicorn's `--workers` listener accepts keep Nagle on (uvicorn#3149), and
+# every keep-alive answer after the first can wait ~40 ms for the client's delayed ACK: 16 calls of a promotion, 0.7 s
+UVICORN_OPTS = "--loop uvloop"
 
 
 def team_dir(dir: str | Path | None = None, *, settings: Settings | None = None) -> Path:
@@ -115,7 +119,7 @@ def start_mlflow(folder: Path, backend_uri: str, port: int) -> dict:
     run_checked([*mlflow_command(), "db", "upgrade", backend_uri], f"`mlflow db upgrade {backend_uri}`", env=env)
     cmd = [*mlflow_command(), "server", "--backend-store-uri", backend_uri, "--serve-artifacts"]
     cmd += ["--artifacts-destination", str(folder / "artifacts"), "--host", HOST, "--port", str(port)]
-    cmd += ["--workers", str(MLFLOW_WORKERS)]
+    cmd += ["--workers", str(MLFLOW_WORKERS), "--uvicorn-opts", UVICORN_OPTS]
     with open(log, "ab") as out:
         p = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env,
