@@ -14,8 +14,8 @@ from .contracts import Contract
 from .errors import Conflict, InvalidInput
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'LIVE_METRICS', 'Check', 'Gate', 'compared_check', 'live_beats', 'agreement_check',
-           'contract_check', 'loadable_check', 'GateRefused']
+__all__ = ['LOWER_IS_BETTER', 'LIVE_METRICS', 'DATA_KEYS', 'MLMODEL_TAG', 'Check', 'Gate', 'compared_check', 'live_beats',
+           'agreement_check', 'contract_check', 'data_paths', 'mlmodel_tag', 'loadable_check', 'GateRefused']
 
 # %% ../nbs/14a_gates.ipynb #436fe5e8
 LOWER_IS_BETTER = re.compile(r"loss|rmse|mse|mae|error|latency", re.IGNORECASE)
@@ -199,15 +199,69 @@ def contract_check(contract: Contract, meta: dict) -> Check:
     return Check(name, False, detail)
 
 
-def loadable_check(source: str, *, settings: Settings | None = None) -> tuple[Check, dict]:
-    "Whether the model at `source` can be read through the project's store, and its MLmodel metadata (`{}` if not)."
-    from aiworkbench.tracking import model_meta
+# the keys of a flavor (python_function, pytorch, sklearn, onnx, a PythonModel) that name the files it loads
+DATA_KEYS = ("data", "model_data", "pickled_model", "model_path", "python_model")
 
+
+def data_paths(flavors: dict) -> set[str]:
+    "The top-level entries of a model's folder that its MLmodel's flavors name as their data (weights, pickles)."
+    return {
+        v.strip("/").split("/")[0]
+        for conf in flavors.values()
+        if isinstance(conf, dict)
+        for k, v in conf.items()
+        if k in DATA_KEYS and isinstance(v, str) and v.strip("/")
+    }
+
+
+MLMODEL_TAG = "aiwb.mlmodel"  # a model version's tag: its MLmodel's metadata and data paths, read at registration
+
+
+def mlmodel_tag(info) -> str | None:
+    "The `aiwb.mlmodel` tag's value for MLmodel `info` (a model's files never change), or None when it is too long."
+    value = json.dumps({"metadata": dict(info.metadata or {}), "data": sorted(data_paths(info.flavors))})
+    return value if len(value) <= 5000 else None  # a short tag: a model with thousands of features is read instead
+
+
+def _recorded(tag: str | None) -> tuple[dict, set[str]] | None:
     try:
-        info = model_meta(source, settings=settings or load_settings())
+        d = json.loads(tag) if tag else None
+        return (dict(d["metadata"]), set(d["data"])) if d else None
+    except (ValueError, KeyError, TypeError):
+        return None  # not ours, or damaged: the MLmodel is read instead
+
+
+def loadable_check(
+    source: str,
+    *,
+    recorded: str | None = None,  # the version's `aiwb.mlmodel` tag: its MLmodel as read at registration
+    settings: Settings | None = None,
+) -> tuple[Check, dict]:
+    "Whether `source` reads via the project's store (its MLmodel; the files it names exist), and its metadata."
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.artifacts import list_artifacts
+
+    from aiworkbench.tracking import artifact_location, ensure_store, model_meta
+
+    settings = settings or load_settings()
+    known = _recorded(recorded)
+    try:
+        location = artifact_location(source, settings=settings)
+        with ThreadPoolExecutor(1) as pool:  # the listing beside the MLmodel read: on a server each is a round trip
+            listing = pool.submit(list_artifacts, artifact_uri=location, tracking_uri=ensure_store(settings=settings))
+            if known is None:
+                info = model_meta(location, settings=settings)
+                known = dict(info.metadata or {}), data_paths(info.flavors)
+            have = {f.path.rstrip("/").split("/")[-1] for f in listing.result()}
     except Exception as e:  # noqa: BLE001 - any failure to read the model is a failed check, reported with its cause
         return Check("model loadable", False, f"cannot read `{source}`: {e}"), {}
-    return Check("model loadable", True, source), dict(info.metadata or {})
+    meta, data = known
+    missing = sorted((data | {"MLmodel"}) - have)
+    if missing:
+        detail = f"`{source}`: the model's folder has no {', '.join(missing)} (it has: {', '.join(sorted(have))})"
+        return Check("model loadable", False, detail), meta
+    return Check("model loadable", True, source), meta
 
 
 class GateRefused(Conflict):

@@ -9,11 +9,12 @@ import getpass
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .config import Settings, load_settings
 from .errors import Conflict, InvalidInput, NotFound
-from .gates import Gate, GateRefused, loadable_check
-from .registry_lock import LOCK_WAIT_SECONDS, is_lock_model, write_lock
+from .gates import MLMODEL_TAG, Gate, GateRefused, loadable_check, mlmodel_tag
+from .registry_lock import LOCK_WAIT_SECONDS, is_lock_model, registry_writes, write_lock
 from .tracking import client
 
 # %% auto #0
@@ -52,6 +53,17 @@ def _model_source(c, model_uri: str, settings: Settings) -> tuple[str, str | Non
     return model_uri, None, None
 
 
+def _mlmodel_tags(source: str, settings: Settings) -> dict:
+    "The new version's `aiwb.mlmodel` tag, so a promotion need not download its MLmodel; none when it does not read."
+    from aiworkbench.tracking import model_meta
+
+    try:
+        value = mlmodel_tag(model_meta(source, settings=settings))
+    except Exception:  # noqa: BLE001 - registration goes on; the gate's `model loadable` check reads it and says why
+        return {}
+    return {MLMODEL_TAG: value} if value else {}
+
+
 def register_model(
     model_uri: str,  # `models:/m-...` (a logged model), `runs:/RUN/model`, `models:/NAME/VERSION`, or a location
     name: str,
@@ -66,13 +78,14 @@ def register_model(
     settings = settings or load_settings()
     c = client(settings=settings)
     source, run_id, model_id = _model_source(c, model_uri, settings=settings)
+    tags = _mlmodel_tags(source, settings)
     with write_lock(wait=wait, settings=settings):
         try:
             c.create_registered_model(name)
         except MlflowException as e:
             if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
-        mv = c.create_model_version(name, source, run_id=run_id, model_id=model_id, await_creation_for=0)
+        mv = c.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id, await_creation_for=0)
         if model_id:  # the link MLflow's UI shows from the logged model to its versions
             linked = json.loads(c.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
             linked.append({"name": name, "version": mv.version})
@@ -102,12 +115,17 @@ def parse_ref(ref: str) -> tuple[str, str]:
 
 def _model(c, name: str):
     from mlflow.exceptions import MlflowException
+    from mlflow.prompt.constants import IS_PROMPT_TAG_KEY
 
     try:
-        return c.get_registered_model(name)
+        model = c.get_registered_model(name)
     except MlflowException:
+        model = None
+    if model is None or (model.tags or {}).get(IS_PROMPT_TAG_KEY, "").lower() == "true":
         known = [m.name for m in registered_models(c)][:100]
-        raise NotFound(f"no registered model `{name}`; models: {', '.join(known) or '(none)'}", field="name") from None
+        what = f"`{name}` is an MLflow prompt, not a registered model" if model else f"no registered model `{name}`"
+        raise NotFound(f"{what}; models: {', '.join(known) or '(none)'}", field="name") from None
+    return model
 
 
 def resolve_version(name: str, version_or_alias: str | int, *, settings: Settings | None = None):
@@ -115,13 +133,13 @@ def resolve_version(name: str, version_or_alias: str | int, *, settings: Setting
     from mlflow.exceptions import MlflowException
 
     c = client(settings=settings)
-    model = _model(c, name)
     ref = str(version_or_alias)
     try:
         if ref.isdigit():
             return c.get_model_version(name, ref)
         return c.get_model_version_by_alias(name, ref)
     except MlflowException:
+        model = _model(c, name)  # NotFound naming the models when there is no such model
         what = "version" if ref.isdigit() else "alias"
         have = sorted(model.aliases) if what == "alias" else [v.version for v in _versions(c, name)]
         deleted = model.tags.get(f"{DELETED_PREFIX}{ref}") if what == "version" else None
@@ -261,10 +279,11 @@ def alias_moves(
     return sorted(moves, key=lambda e: (e["when"], e["name"], e["seq"]))
 
 
-def _record(c, name: str, **entry) -> dict:
-    seq = len([k for k in _model(c, name).tags if k.startswith(HISTORY_PREFIX)]) + 1
+def _record(c, model, **entry) -> dict:
+    "Record an alias move on `model` (read under the registry lock: its history is current) as its next entry."
+    seq = len([k for k in model.tags if k.startswith(HISTORY_PREFIX)]) + 1
     entry = {"seq": seq, "when": time.time(), "who": entry.pop("who", None) or getpass.getuser(), **entry}
-    c.set_registered_model_tag(name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps(entry))
+    registry_writes(c).set_registered_model_tag(model.name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps(entry))
     return entry
 
 # %% ../nbs/14_registry.ipynb #f1171498
@@ -288,9 +307,20 @@ def promote(
     settings = settings or load_settings()
     c = client(settings=settings)
     gate = gate or Gate()
-    with write_lock(wait=wait, settings=settings):
+    run_metrics = lambda run_id: dict(c.get_run(run_id).data.metrics) if run_id else {}  # noqa: E731
+    with write_lock(wait=wait, settings=settings), ThreadPoolExecutor(3) as pool:
         mv = resolve_version(name, version, settings=settings)
-        metrics = dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+        # the reads the gate needs, at once: on a server each is a round trip, and the alias waits on all of them
+        reads = (
+            pool.submit(run_metrics, mv.run_id),
+            pool.submit(loadable_check, mv.source, recorded=mv.tags.get(MLMODEL_TAG), settings=settings),
+        )
+        model = _model(c, name)
+        current = _holder(model, "champion")
+        champion = None
+        if gate.beat_champion and current is not None and current != int(mv.version):
+            champion = run_metrics(c.get_model_version(name, str(current)).run_id)
+        metrics, (loadable, meta) = reads[0].result(), reads[1].result()
         lacking = sorted(gate.metrics_named() - set(metrics))
         if lacking:
             raise InvalidInput(
@@ -298,13 +328,6 @@ def promote(
                 f"does not have; it has: {', '.join(sorted(metrics)) or '(none)'}",
                 field="gate",
             )
-        model = _model(c, name)
-        current = _holder(model, "champion")
-        champion = None
-        if gate.beat_champion and current is not None and current != int(mv.version):
-            champ = c.get_model_version(name, str(current))
-            champion = dict(c.get_run(champ.run_id).data.metrics) if champ.run_id else {}
-        loadable, meta = loadable_check(mv.source, settings=settings)
         checks = [loadable, *gate.evaluate(metrics, champion, meta, version=int(mv.version), champion_version=current)]
         failed = [ch for ch in checks if not ch.passed]
         if failed:
@@ -317,7 +340,7 @@ def promote(
         before = _holder(model, alias)
         entry = _record(
             c,
-            name,
+            model,
             kind="promote",
             alias=alias,
             **{"from": before},
@@ -326,7 +349,7 @@ def promote(
             who=who,
             checks=[ch.__dict__ for ch in checks],
         )
-        c.set_registered_model_alias(name, alias, mv.version)
+        registry_writes(c).set_registered_model_alias(name, alias, mv.version)
     return {"name": name, "alias": alias, "from": before, "to": int(mv.version), "checks": entry["checks"]}
 
 
@@ -343,13 +366,14 @@ def rollback(
     settings = settings or load_settings()
     c = client(settings=settings)
     with write_lock(wait=wait, settings=settings):
-        current = _holder(_model(c, name), alias)
+        model = _model(c, name)
+        current = _holder(model, alias)
         if current is None:
             raise NotFound(f"model `{name}` has no `{alias}` to roll back", field="alias")
         previous = next(
             (
                 e["from"]
-                for e in reversed(history(name, settings=settings))
+                for e in reversed(_moves(model))
                 if e["kind"] == "promote" and e["alias"] == alias and e["to"] == current
             ),
             None,
@@ -362,8 +386,8 @@ def rollback(
         resolve_version(
             name, previous, settings=settings
         )  # still there (an aliased version cannot be deleted, others can)
-        _record(c, name, kind="rollback", alias=alias, **{"from": current}, to=previous, why=reason, who=who)
-        c.set_registered_model_alias(name, alias, str(previous))
+        _record(c, model, kind="rollback", alias=alias, **{"from": current}, to=previous, why=reason, who=who)
+        registry_writes(c).set_registered_model_alias(name, alias, str(previous))
     return {"name": name, "alias": alias, "from": current, "to": previous}
 
 

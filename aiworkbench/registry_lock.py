@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from .tracking import client, process_gone, process_tags
 
 # %% auto #0
 __all__ = ['LOCK_WAIT_SECONDS', 'LOCK_MODEL', 'BREAKER_MODEL', 'LEASE_S', 'OWNER_TAG', 'EXPIRES_TAG', 'POLL_S', 'LOOK_EVERY_S',
-           'is_lock_model', 'server_lock', 'write_lock']
+           'RENEW_EVERY_S', 'MAX_HOLD_S', 'TRUST_S', 'is_lock_model', 'registry_writes', 'server_lock', 'write_lock']
 
 # %% ../nbs/14b_registry_lock.ipynb #58d240ee
 LOCK_WAIT_SECONDS = 30.0  # how long a registry change waits for another one to finish before giving up
@@ -27,6 +28,9 @@ LEASE_S = 60.0  # a holder on another host that died blocks others this long at 
 OWNER_TAG, EXPIRES_TAG = "aiwb.lock.owner", "aiwb.lock.expires"
 POLL_S = (0.05, 0.5)  # a waiter's first and longest pause between tries
 LOOK_EVERY_S = 2.0  # how often a waiter reads who holds the lock (to break a stale one)
+RENEW_EVERY_S = LEASE_S / 4  # a holder pushes the end of its lease this often while it works ...
+MAX_HOLD_S = 600.0  # ... for this long at most: a hung holder does not block the team past it plus LEASE_S
+TRUST_S = LEASE_S / 2  # a lease renewed (or taken) this recently is ours still: released without reading it first
 
 
 def is_lock_model(name: str) -> bool:
@@ -61,11 +65,16 @@ def _read(c, name: str):
         return None
 
 
+def registry_writes(c):
+    "The registry client behind `c`, for writes to models just read (`MlflowClient` asks first if each is a prompt)."
+    return c._get_registry_client()
+
+
 def _delete(c, name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        c.delete_registered_model(name)
+        registry_writes(c).delete_registered_model(name)
     except MlflowException:
         pass  # gone already
 
@@ -100,6 +109,40 @@ def _holder(model) -> str:
     return f"pid {t.get('aiwb.pid', '?')} on host `{t.get('aiwb.host', '?')}`"
 
 
+class _Lease:
+    "A held lease: renewed in the background while its holder works, deleted on release."
+
+    def __init__(self, c, token: str, every: float = RENEW_EVERY_S):
+        self.c, self.token, self.every, self.renewed = c, token, every, time.monotonic()
+        self.done = threading.Event()
+        self.renewer = threading.Thread(target=self._renew, name="aiwb-registry-lease", daemon=True)
+        self.renewer.start()
+
+    def _ours(self) -> bool:
+        now = _read(self.c, LOCK_MODEL)
+        return now is not None and now.tags.get(OWNER_TAG) == self.token
+
+    def _renew(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        taken = time.monotonic()
+        while not self.done.wait(self.every) and time.monotonic() - taken < MAX_HOLD_S:
+            try:
+                if not self._ours():
+                    return  # broken meanwhile (its holder looked dead): the release reads before deleting
+                registry_writes(self.c).set_registered_model_tag(LOCK_MODEL, EXPIRES_TAG, repr(time.time() + LEASE_S))
+                self.renewed = time.monotonic()
+            except MlflowException:
+                pass  # the server did not answer this time: the next round tries again, the release reads first
+
+    def release(self) -> None:
+        self.done.set()
+        self.renewer.join()
+        # no waiter breaks a lease before its end, LEASE_S after its last renewal: a recent one is still ours
+        if time.monotonic() - self.renewed < TRUST_S or self._ours():
+            _delete(self.c, LOCK_MODEL)
+
+
 @contextmanager
 def server_lock(c, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     "The registry lease on the store of MLflow client `c`; `Conflict` naming its holder after `wait` seconds."
@@ -125,12 +168,11 @@ def server_lock(c, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
                 )
         time.sleep(random.uniform(pause / 2, pause))  # jittered, doubling: twenty waiters do not flood the server
         pause = min(pause * 2, POLL_S[1])
+    lease = _Lease(c, token)
     try:
         yield
     finally:
-        now = _read(c, LOCK_MODEL)
-        if now is not None and now.tags.get(OWNER_TAG) == token:
-            _delete(c, LOCK_MODEL)
+        lease.release()
 
 # %% ../nbs/14b_registry_lock.ipynb #d468d0b9
 @contextmanager

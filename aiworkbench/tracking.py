@@ -320,10 +320,22 @@ def download(uri: str, *, dst: str | os.PathLike | None = None, settings: Settin
 
 
 def model_meta(uri: str, *, settings: Settings):
-    "The `MLmodel` of a logged model (flavors, signature, `metadata`), read through the project's store."
-    from mlflow.models import Model
+    "The `MLmodel` of a logged model (flavors, signature, `metadata`): that file only, via the project's store."
+    import tempfile
 
-    return Model.load(download(uri, settings=settings))
+    from mlflow.models import Model
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    store = ensure_store(settings=settings)
+    repo = get_artifact_repository(artifact_location(uri, settings=settings), tracking_uri=store)
+    fetch = getattr(repo, "_download_file", None)  # one request: `download_artifacts` lists the file first (a second)
+    with tempfile.TemporaryDirectory(prefix="aiwb-mlmodel-") as tmp:  # not the weights: a gate or a monitor needs none
+        path = Path(tmp) / "MLmodel"
+        if fetch is None:
+            path = Path(repo.download_artifacts("MLmodel", tmp))
+        else:
+            fetch("MLmodel", str(path))
+        return Model.load(path)
 
 
 def load_pytorch(uri: str, *, settings: Settings):

@@ -174,7 +174,7 @@ def ci_gate(ctx: Context, version: int):
 
 def dry_run_gate(ctx: Context, version: int) -> tuple[list, int | None]:
     "Each check of the candidate's gate, as `promote` computes them, and the champion's version; no alias moves."
-    from aiworkbench.gates import loadable_check
+    from aiworkbench.gates import MLMODEL_TAG, loadable_check
     from aiworkbench.registry import resolve_version
     from aiworkbench.tracking import client
 
@@ -189,7 +189,7 @@ def dry_run_gate(ctx: Context, version: int) -> tuple[list, int | None]:
     champion = dict(c.get_run(champ.run_id).data.metrics) if champ is not None else None
     if champ is not None and int(champ.version) == int(version):
         champion = None
-    loadable, meta = loadable_check(mv.source, settings=s)
+    loadable, meta = loadable_check(mv.source, recorded=mv.tags.get(MLMODEL_TAG), settings=s)
     lacking = sorted(gate.metrics_named() - set(metrics))
     if lacking:
         raise InvalidInput(f"candidate {ctx.model}/{version} has no metric `{lacking[0]}` the gate reads", field="gate")
