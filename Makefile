@@ -20,7 +20,7 @@ $(STAMP):
 demo: $(STAMP)
 	$(BIN)/aiwb quickstart $(DEMO_DIR) --force
 
-test: $(STAMP) lab-ext lint export-check nbtest pytest tutorials
+test: $(STAMP) lab-ext lint export-check nbtest pytest
 
 # Debian chromium if missing, npm ci, the extension built and linked into the venv with the server config
 lab-ext: $(STAMP)
@@ -54,10 +54,12 @@ team-setup:
 
 # a module's tests stay in one process (its fixtures start servers once); modules run TEST_WORKERS at a time
 # (3 on 2 cores: the tests wait on servers and subprocesses about a third of the time)
+# the tutorials (nbval, each notebook one kernel) run in the same pool, beside the test modules
 TEST_WORKERS ?= 3
 pytest: $(STAMP) team-setup
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 -p no:cacheprovider --nbval-lax tests nbs/tutorials
 
+# the tutorials alone (`make pytest` runs them with the tests)
 tutorials: $(STAMP)
 	$(BIN)/pytest -q --nbval-lax -p no:cacheprovider nbs/tutorials
 

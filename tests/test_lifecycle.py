@@ -210,8 +210,7 @@ def record(r, *codes: int):
 # with its name, so the first failure is the one to read.
 
 
-@pytest.fixture(scope="class", params=list(DATASETS))
-def life(request, tmp_path_factory):
+def life_state(request, tmp_path_factory):
     "The lifecycle's shared state for one data set: the project, the data set, what earlier steps found."
     ds: Dataset = DATASETS[request.param]()
     tmp = tmp_path_factory.mktemp(f"life-{ds.key}")
@@ -221,6 +220,9 @@ def life(request, tmp_path_factory):
     for proc in state["procs"]:  # whatever a failed step left running
         if proc.poll() is None:
             stop(proc)
+
+
+life = pytest.fixture(scope="class", params=list(DATASETS), name="life")(life_state)
 
 
 class TestLifecycle:

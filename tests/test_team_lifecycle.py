@@ -6,10 +6,10 @@ A module fixture starts, in a temporary folder, PostgreSQL and the MLflow server
 every `aiwb` of the lifecycle at them through the environment its processes inherit: `AIWB_TRACKING_URI` (the MLflow
 server), `AIWB_JOBS_EXECUTOR=dask` and `AIWB_JOBS_DASK_SCHEDULER` (the two lines of the issue), and `AIWB_JOBS_STORE`:
 each project's job store is a database of its own on the team's PostgreSQL (`PGPASSFILE` as `aiwb team up` prints it).
-Both data sets' projects share the one MLflow server, as a team's projects do. After the class, a sweep runs in one
-project, and every job run in each project's store must have run on a worker of the cluster. Everything is stopped by
-pid. `AIWB_TEAM_TRACKING_URI=http://...` uses a team server already running (the job stores stay the projects' SQLite
-files); `AIWB_SKIP_TEAM_LIFECYCLE=1` skips the module.
+Its data sets' projects (TEAM_DATASETS below) share the one MLflow server, as a team's projects do. After the class,
+a sweep runs in one project, and every job run in each project's store must have run on a worker of the cluster.
+Everything is stopped by pid. `AIWB_TEAM_TRACKING_URI=http://...` uses a team server already running (the job stores
+stay the projects' SQLite files); `AIWB_SKIP_TEAM_LIFECYCLE=1` skips the module.
 """
 
 import json
@@ -30,7 +30,15 @@ if os.environ.get("AIWB_SKIP_TEAM_LIFECYCLE"):
 sys.path.insert(0, str(Path(__file__).parent))
 from lifecycle_data import DATASETS  # noqa: E402
 from team_servers import stop_team  # noqa: E402
-from test_lifecycle import TestLifecycle, life  # noqa: E402, F401 - collected here again, unchanged
+from test_lifecycle import TestLifecycle, life_state  # noqa: E402, F401 - collected here again, unchanged
+
+# The data sets taken through the lifecycle against the team's servers. One by default (wine, a classifier): the
+# lifecycle steps are the SQLite module's, unchanged, and both data sets run there; `make test` stays under 25 minutes.
+# `AIWB_TEAM_LIFECYCLE_DATASETS=wine,diabetes` runs both against the one server, as a team's projects share it.
+TEAM_DATASETS = [k.strip() for k in os.environ.get("AIWB_TEAM_LIFECYCLE_DATASETS", "wine").split(",") if k.strip()]
+unknown = sorted(set(TEAM_DATASETS) - set(DATASETS))
+assert not unknown, f"AIWB_TEAM_LIFECYCLE_DATASETS names {unknown}; data sets: {', '.join(DATASETS)}"
+life = pytest.fixture(scope="class", params=TEAM_DATASETS, name="life")(life_state)
 
 AIWB = str(Path(sys.executable).parent / "aiwb")
 SETTINGS = ("AIWB_TRACKING_URI", "AIWB_JOBS_EXECUTOR", "AIWB_JOBS_DASK_SCHEDULER", "AIWB_JOBS_STORE", "PGPASSFILE")
@@ -53,10 +61,10 @@ def job_databases(team: dict) -> dict[str, str]:
     with psycopg.connect(host=str(socket_dir), port=team["postgres"]["port"], user="postgres", dbname="postgres",
                          autocommit=True, connect_timeout=10) as c:  # fmt: skip
         owner = store.split("://", 1)[1].split("@", 1)[0]
-        for key in DATASETS:
+        for key in TEAM_DATASETS:
             c.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(f"aiwb_jobs_{key}"),
                                                                      sql.Identifier(owner)))  # fmt: skip
-    return {key: f"{store.rsplit('/', 1)[0]}/aiwb_jobs_{key}" for key in DATASETS}
+    return {key: f"{store.rsplit('/', 1)[0]}/aiwb_jobs_{key}" for key in TEAM_DATASETS}
 
 
 def stop_cluster(project: Path) -> None:
@@ -130,14 +138,14 @@ def runs_of(key: str, stores: dict[str, str]) -> list[dict]:
 
 def test_every_job_schedule_retraining_and_sweep_ran_on_the_dask_cluster(team):
     "After the class: a sweep in one project; then every run of each project's job store ran on a cluster worker."
-    assert sorted(PROJECTS) == sorted(DATASETS), "the lifecycle class did not run for every data set"
-    key = next(iter(DATASETS))
+    assert sorted(PROJECTS) == sorted(TEAM_DATASETS), "the lifecycle class did not run for every data set"
+    key = TEAM_DATASETS[0]
     root, env = PROJECTS[key], {**os.environ, **({"AIWB_JOBS_STORE": team["stores"][key]} if team["stores"] else {})}
     report = aiwb_json("sweep", "nbs/retrain.ipynb", "-p", "epochs=choice(1,2)", "--trials", "2", "--parallel", "2",
                        "--metric", "val_loss", "--name", "team-sweep", cwd=root, env=env, timeout=900)  # fmt: skip
     assert report["counts"] == {"complete": 2, "fail": 0, "running": 0}, report["trials"]
     sweep_runs = {t["job_run"] for t in report["trials"]}
-    for k in DATASETS:
+    for k in TEAM_DATASETS:
         runs = runs_of(k, team["stores"])
         kinds = {
             "jobs run": [r for r in runs if r["job_name"] == "nb:nbs/02_validate_data.ipynb"],

@@ -124,7 +124,7 @@ def test_basic_auth_server_wrong_password(team, tmp_path):
     )
     proc = subprocess.Popen(
         [str(Path(AIWB).with_name("mlflow")), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-         "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}"],
+         "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}", "--workers", "1"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
