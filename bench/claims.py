@@ -60,8 +60,16 @@ def _queue(settings, n: int, jobs: int) -> None:
         submit_run(made[i % jobs], settings=settings)
 
 
-def _claim_loop(root: Path, processes: int, env: dict) -> tuple[int, float]:
-    "Claim and finish every queued run with `processes` claimers at once; (runs, seconds of the slowest)."
+def _busy() -> tuple[float, float]:
+    "(CPU seconds busy on the whole machine, wall seconds) now: every process, the claimers and PostgreSQL included."
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0), time.monotonic()
+
+
+def _claim_loop(root: Path, processes: int, env: dict) -> tuple[int, float, float]:
+    "Claim and finish every queued run with `processes` claimers at once; (runs, seconds of the slowest, busy cores)."
     go = Path(tempfile.mktemp(prefix="aiwb-claims-go-"))
     procs = [
         subprocess.Popen([sys.executable, "-c", CLAIMER, str(go)], cwd=root, env={**env, "AIWB_HOSTNAME": f"h{i}"},
@@ -72,6 +80,7 @@ def _claim_loop(root: Path, processes: int, env: dict) -> tuple[int, float]:
     ready = lambda: list(go.parent.glob(go.name + ".ready*"))  # noqa: E731
     while len(ready()) < processes and time.monotonic() < deadline and all(p.poll() is None for p in procs):
         time.sleep(0.01)
+    before = _busy()
     go.touch()  # every claimer warm: go
     out = []
     for p in procs:
@@ -79,9 +88,10 @@ def _claim_loop(root: Path, processes: int, env: dict) -> tuple[int, float]:
         if p.returncode:
             raise SystemExit(f"a claimer failed:\n{e[-3000:]}")
         out.append(json.loads(o))
+    after = _busy()
     for f in [go, *ready()]:
         f.unlink(missing_ok=True)
-    return sum(o["n"] for o in out), max(o["s"] for o in out)
+    return sum(o["n"] for o in out), max(o["s"] for o in out), (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _per_call(settings, n: int) -> float:
@@ -138,22 +148,32 @@ def rows(quick: bool, store: str | None = None) -> list[dict]:
         root, settings = _project(base, "pg", store or pg[3])
         pg_ms = _per_call(settings, n_call)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIWB_")}
-        rates = {}
+        rates, busy = {}, {}
         for k in (1, 4):
             _queue(settings, n_many, 16)
-            n, s = _claim_loop(root, k, env)
+            n, s, busy[k] = _claim_loop(root, k, env)
             assert n == n_many, (n, n_many)
             rates[k] = n / s
         return [
             {"what": "claim + finish, per call", "sqlite_ms": round(sqlite_ms, 2), "postgres_ms": round(pg_ms, 2),
              "ratio": round(pg_ms / sqlite_ms, 2)},
             {"what": f"claims/s, {n_many} runs of 16 jobs", "1 scheduler": round(rates[1], 1),
-             "4 schedulers": round(rates[4], 1), "ratio": round(rates[4] / rates[1], 2)},
+             "4 schedulers": round(rates[4], 1), "ratio": round(rates[4] / rates[1], 2),
+             # claims are CPU work (the claimer's and PostgreSQL's): on one machine, 4 can go this much faster at most
+             "cores": os.cpu_count(), "busy_1": round(busy[1], 2), "busy_4": round(busy[4], 2),
+             "ceiling": round(os.cpu_count() / busy[1], 2)},
         ]  # fmt: skip
     finally:
         if pg is not None:
             stop_postgres(pg[0], pg[1], pg[2])
         shutil.rmtree(base, ignore_errors=True)
+
+
+def ceiling_note(b: dict) -> str:
+    "What one machine allows 4 schedulers: its cores over the cores that 1 scheduler (and PostgreSQL) keeps busy."
+    return (f"note: 1 scheduler kept {b['busy_1']} of this machine's {b['cores']} cores busy (its claimer and "
+            f"PostgreSQL; 4 kept {b['busy_4']}): 4 schedulers on one machine claim at most {b['ceiling']}x the runs/s "
+            "of one; on separate hosts each brings its own cores")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -167,4 +187,5 @@ if __name__ == "__main__":
     print(f"{'what':38} {'reference':>18} {'measured':>18} {'ratio':>7}")
     for what, ref, got, ratio in cells:
         print(f"{what:38} {ref:>18} {got:>18} {ratio:>7}")
+    print(ceiling_note(b))
     print(f"ratio {b['ratio']} (claims/s of 4 schedulers over 1 on PostgreSQL; goal >= 3)")

@@ -148,6 +148,10 @@ def main(quick: bool) -> None:
     print(f"{'what':38} {'reference':>18} {'measured':>18} {'ratio':>7}")
     for what, ref, got, ratio in rows:
         print(f"{what:38} {ref:>18} {got:>18} {ratio:>7}")
+    if claims:
+        from claims import ceiling_note
+
+        print(ceiling_note(claims[1]))
     print(goals_line(measured, claims))
 
 
