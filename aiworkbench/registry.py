@@ -308,7 +308,7 @@ def promote(
     c = client(settings=settings)
     gate = gate or Gate()
     run_metrics = lambda run_id: dict(c.get_run(run_id).data.metrics) if run_id else {}  # noqa: E731
-    with write_lock(wait=wait, settings=settings), ThreadPoolExecutor(3) as pool:
+    with write_lock(wait=wait, settings=settings), ThreadPoolExecutor(2) as pool:
         mv = resolve_version(name, version, settings=settings)
         # the reads the gate needs, at once: on a server each is a round trip, and the alias waits on all of them
         reads = (
