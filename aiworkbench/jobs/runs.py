@@ -52,7 +52,10 @@ def _claim(c, run_id: str | None, worker: dict) -> dict | None:
     )
     q = q.where(runs.c.id == run_id) if run_id else q
     candidates = c.execute(q.order_by(runs.c.not_before, runs.c.queued_at).limit(100)).all()
-    limits = {r.job_id: json.loads(r.spec)["max_concurrent"] if r.spec else 1 for r in candidates}
+    limits: dict = {}  # each job's spec parsed once, not once per queued run of it
+    for r in candidates:
+        if r.job_id not in limits:
+            limits[r.job_id] = json.loads(r.spec)["max_concurrent"] if r.spec else 1
     free = {j for j, n in limits.items() if run_id or busy.get(j, 0) < n}
     contended: dict = {}  # the jobs (in order) whose row another claimer holds right now
     for wait in (False, True):
@@ -69,15 +72,15 @@ def _claim(c, run_id: str | None, worker: dict) -> dict | None:
                 if c.execute(count).scalar() >= limits[row.job_id]:
                     free.discard(row.job_id)
                     continue
-            mine = sa.select(runs).where(runs.c.id == row.id, runs.c.status == "queued")
-            full = c.execute(mine.with_for_update(skip_locked=True) if pg else mine).first()
+            queued = sa.and_(runs.c.id == row.id, runs.c.status == "queued")
+            if pg:  # locked, or skipped while another claimer holds it, and taken: one round trip
+                other = runs.alias("queued_run")
+                mine = sa.select(other.c.id).where(other.c.id == row.id, other.c.status == "queued")
+                queued = runs.c.id == mine.with_for_update(skip_locked=True).scalar_subquery()
+            taken = runs.update().where(queued).values(status="running", started_at=now, heartbeat_at=now, **worker)
+            full = c.execute(taken.returning(*runs.c)).first()
             if full is None:  # another claimer took it
                 continue
-            c.execute(
-                runs.update()
-                .where(runs.c.id == row.id)
-                .values(status="running", started_at=now, heartbeat_at=now, **worker)
-            )
             return run_dict(full) | {"status": "running", "finished": False, "started_at": now, "heartbeat_at": now,
                                      **worker}  # fmt: skip
         if wait or not contended or set(contended) != free:
