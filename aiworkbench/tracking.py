@@ -328,13 +328,9 @@ def model_meta(uri: str, *, settings: Settings):
 
     store = ensure_store(settings=settings)
     repo = get_artifact_repository(artifact_location(uri, settings=settings), tracking_uri=store)
-    fetch = getattr(repo, "_download_file", None)  # one request: `download_artifacts` lists the file first (a second)
     with tempfile.TemporaryDirectory(prefix="aiwb-mlmodel-") as tmp:  # not the weights: a gate or a monitor needs none
         path = Path(tmp) / "MLmodel"
-        if fetch is None:
-            path = Path(repo.download_artifacts("MLmodel", tmp))
-        else:
-            fetch("MLmodel", str(path))
+        repo._download_file("MLmodel", str(path))  # one request: `download_artifacts` first lists it, a second
         return Model.load(path)
 
 

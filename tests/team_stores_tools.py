@@ -63,6 +63,32 @@ def promote_many(root: str, name: str, versions: list[int], n: int) -> list[dict
         return pool.map(_promote, [(root, name, versions[i % len(versions)], i) for i in range(n)])
 
 
+def promote_counted(root: str, name: str, version: int) -> list[str]:
+    "Promote `version` of `name` through a gate once; the HTTP requests it made, each `METHOD path` (no query)."
+    import requests
+
+    from aiworkbench.config import load_settings
+    from aiworkbench.gates import Gate
+    from aiworkbench.registry import promote
+    from aiworkbench.tracking import ensure_store
+
+    settings = load_settings(root)
+    server = ensure_store(settings=settings)  # the process's one check that the server answers, made first
+    made, send = [], requests.Session.request
+
+    def counted(self, method, url, *args, **kwargs):
+        if url.startswith(server):  # the server's requests only (not MLflow's telemetry)
+            made.append(f"{method} {url.split('/api/2.0/', 1)[-1].split('?')[0]}")
+        return send(self, method, url, *args, **kwargs)
+
+    requests.Session.request = counted
+    try:
+        promote(name, version, Gate(min_metrics={"acc": 0.5}), settings=settings)
+    finally:
+        requests.Session.request = send
+    return made
+
+
 def log_batches(root: str, run_id: str, batches: int, size: int = 1000) -> None:
     "Log `batches` batches of `size` points of `loss` (step = index) to `run_id`; print each acknowledged batch, when."
     from mlflow.entities import Metric
@@ -90,7 +116,13 @@ def fire_ticks(root: str, now: float) -> list[dict]:
 
 if __name__ == "__main__":
     fn, args = sys.argv[1], json.loads(sys.argv[2])
-    tools = {"seed": seed, "promote_many": promote_many, "log_batches": log_batches, "fire_ticks": fire_ticks}
+    tools = {
+        "seed": seed,
+        "promote_many": promote_many,
+        "log_batches": log_batches,
+        "fire_ticks": fire_ticks,
+        "promote_counted": promote_counted,
+    }
     out = tools[fn](*args)
     if out is not None:
         print(json.dumps(out))

@@ -211,6 +211,22 @@ def test_twenty_concurrent_promotions_are_atomic(team):
     assert final == moves[-1]["to"] and seen and set(seen) <= {1, 3, 4}, (final, set(seen))
 
 
+def test_a_promotion_makes_eight_requests(team):
+    """The README's cost of a promotion on a server: the lease, the version, its run, the model, the model's folder
+    listed (its MLmodel recorded at registration), the history entry, the alias, the lease released."""
+    root = make_project(team["base"], "count", team["url"])
+    assert tool("seed", str(root), "count", [0.9], 5) == [1]
+    made = tool("promote_counted", str(root), "count", 1)
+    assert sorted(made) == sorted([
+        "POST mlflow/registered-models/create", "GET mlflow/model-versions/get", "GET mlflow/runs/get",
+        "GET mlflow/registered-models/get", "GET mlflow-artifacts/artifacts",
+        "POST mlflow/registered-models/set-tag", "POST mlflow/registered-models/alias",
+        "DELETE mlflow/registered-models/delete",
+    ]), made  # fmt: skip
+    shown = json.loads(aiwb("models", "show", "count", "--json", cwd=root).stdout)
+    assert shown["aliases"] == {"champion": 1}, shown
+
+
 def test_mlflow_server_killed_during_log_batch(team):
     root = make_project(team["base"], "kill", team["url"])
     c = server_client(team)

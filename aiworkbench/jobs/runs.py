@@ -72,11 +72,12 @@ def _claim(c, run_id: str | None, worker: dict) -> dict | None:
                 if c.execute(count).scalar() >= limits[row.job_id]:
                     free.discard(row.job_id)
                     continue
-            queued = sa.and_(runs.c.id == row.id, runs.c.status == "queued")
             if pg:  # locked, or skipped while another claimer holds it, and taken: one round trip
                 other = runs.alias("queued_run")
                 mine = sa.select(other.c.id).where(other.c.id == row.id, other.c.status == "queued")
                 queued = runs.c.id == mine.with_for_update(skip_locked=True).scalar_subquery()
+            else:  # SQLite: the write transaction (`BEGIN IMMEDIATE`) has the store to itself
+                queued = sa.and_(runs.c.id == row.id, runs.c.status == "queued")
             taken = runs.update().where(queued).values(status="running", started_at=now, heartbeat_at=now, **worker)
             full = c.execute(taken.returning(*runs.c)).first()
             if full is None:  # another claimer took it

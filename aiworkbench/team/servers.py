@@ -48,7 +48,7 @@ __all__ = ['STATE_FILE', 'MLFLOW_WORKERS', 'UVICORN_OPTS', 'team_dir', 'read_sta
 STATE_FILE = "team.json"
 MLFLOW_WORKERS = 2
 # uvloop: on asyncio's loop the sockets that uvicorn's `--workers` listener accepts keep Nagle on (uvicorn#3149), and
-# every keep-alive answer after the first can wait ~40 ms for the client's delayed ACK: 16 calls of a promotion, 0.7 s
+# a keep-alive answer can wait ~40 ms for the client's delayed ACK (seen here: `GET /health` in 44 ms instead of 1 ms)
 UVICORN_OPTS = "--loop uvloop"
 
 
