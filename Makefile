@@ -12,6 +12,8 @@ LAB_ROOT ?= $(DEMO_DIR)
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	# a reinstall would write the wheel's install.json through lab-ext's link into the build (a second copy in wheels)
+	if [ -L $(VENV)/share/jupyter/labextensions/aiworkbench-lab ]; then rm $(VENV)/share/jupyter/labextensions/aiworkbench-lab; fi
 	SKIP_JUPYTER_BUILDER=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	rm -f $(VENV)/.installed-*

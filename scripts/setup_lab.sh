@@ -27,6 +27,9 @@ fi
 # The editable install leaves a real directory there (holding install.json, and a copy of the build if one existed
 # when pip ran); `ln -sfn` into a directory would put the link *inside* it, so a directory is removed first.
 LABEXT="$VENV/share/jupyter/labextensions/aiworkbench-lab"
+# the build makes no install.json: one there was written through the link by a reinstall (`pip install -e .`), and
+# the wheel would then carry two (its own, from the extension's folder)
+rm -f "$EXT/labextension/install.json"
 mkdir -p "$VENV/share/jupyter/labextensions" "$VENV/etc/jupyter/jupyter_server_config.d" \
   "$VENV/share/jupyter/lab/settings/overrides.d"
 if [ -d "$LABEXT" ] && [ ! -L "$LABEXT" ]; then

@@ -349,7 +349,8 @@ def test_store_migrate_killed_then_rerun(team):
     assert third.returncode == 0 and "copied: 0 experiments, 0 runs, 0 logged models" in third.stdout, third.stdout
     assert "skipped (already there):" in third.stdout and "6 runs" in third.stdout, third.stdout
     # an artifact lost on the server: the verification says so, exit 1
-    lost = next(p for p in (team["dir"] / "artifacts").rglob("notes.txt"))
+    exp = c.get_experiment_by_name("moving").experiment_id  # this project's: others on the server log notes.txt too
+    lost = next(p for p in (team["dir"] / "artifacts" / exp).rglob("notes.txt"))
     lost.unlink()
     r = aiwb("store", "migrate", "--to", team["url"], cwd=root, timeout=600)
     assert r.returncode == 1 and "MISMATCH  artifact files: source 18, target 17" in r.stdout, r.stdout[-3000:]

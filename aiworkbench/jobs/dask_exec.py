@@ -178,7 +178,7 @@ def _follow(client, run: dict, payload: dict, resources: dict | None, *, setting
         while not future.done():
             try:
                 future.result(timeout=0.2)  # returns as soon as the answer is there
-            except TimeoutError:
+            except (TimeoutError, UnboundLocalError):  # the latter: distributed's `sync` under load, asked again
                 pass
             except Exception:  # noqa: BLE001 - the task failed or was cancelled: its result says how, below
                 break
@@ -215,7 +215,13 @@ def _follow(client, run: dict, payload: dict, resources: dict | None, *, setting
                 cancel.set()
                 client.cancel(future)
                 return {"reason": "timeout", "worker": worker, "cell": cell}
-        answer = future.result()
+        for tries_left in (2, 1, 0):  # the answer is there: only distributed's `sync` under load fails to fetch it
+            try:
+                answer = future.result()
+                break
+            except UnboundLocalError:
+                if not tries_left:
+                    raise
     except Exception as e:  # noqa: BLE001 - the scheduler connection broke, or the task was lost
         if client.status != "running" or "scheduler-connection-lost" in str(e):
             return {"scheduler_lost": True, "worker": worker}
